@@ -1,0 +1,235 @@
+"""Configuration models of mixup_core.
+
+These pydantic models are the vocabulary the whole project shares: the study
+schema in ``studies`` composes them instead of re-declaring their fields. Each
+model rejects unknown keys and impossible values; :class:`ExperimentConfig`
+checks the combinations (a mixing layer the model lacks, KNN partners at a
+hidden layer, ...) before anything is loaded or trained.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from mixup_core.errors import InvalidConfig
+
+LAYER_PATTERN = re.compile(r"^(input|layer[1-9]|feature_map|module:[A-Za-z_][\w.]*)$")
+
+Pairing = Literal["random", "knn"]
+Scope = Literal["all", "same_class"]
+TargetMode = Literal["mix", "closest"]
+
+
+class _Config(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class MixupConfig(_Config):
+    """How each training batch is mixed (and the paper's ablation baselines).
+
+    ``alpha = 0`` is ERM: no mixing and λ = 1. The paper's Table 5 rows map to:
+    ``pairing`` random (RP) / knn (KNN), ``scope`` all (AC) / same_class (SC),
+    ``target`` mix (mix labels) / closest ("mix inputs only": the label of the
+    sample with weight >= 0.5), ``label_smoothing`` ε and ``input_noise`` σ.
+    """
+
+    alpha: float = Field(1.0, ge=0, allow_inf_nan=False, description="λ ~ Beta(α, α); 0 is ERM.")
+    layer: str = Field(
+        "input",
+        description="Where to mix: input, layer1..layer4 (the representation entering "
+        "residual stage k), feature_map (before global pooling) or module:<dotted.name>.",
+    )
+    lam_per: Literal["batch", "sample"] = Field("batch", description="One λ per batch (paper) or per sample.")
+    pairing: Pairing = Field("random", description="random: in-batch permutation; knn: a k-nearest neighbour.")
+    scope: Scope = Field("all", description="Partners from all classes or the same class only.")
+    knn_k: int = Field(200, ge=1, description="Neighbours considered by knn pairing.")
+    target: TargetMode = Field("mix", description="mix: λ-mixed labels; closest: the dominant sample's label.")
+    label_smoothing: float = Field(0.0, ge=0, lt=1, description="ε/C to each wrong class.")
+    input_noise: float = Field(0.0, ge=0, allow_inf_nan=False, description="σ of Gaussian input noise.")
+
+    @field_validator("layer")
+    @classmethod
+    def _layer_syntax(cls, layer: str) -> str:
+        if not LAYER_PATTERN.match(layer):
+            raise ValueError(f"layer must be input, layer1..layer9, feature_map or module:<dotted.name>, got {layer!r}")
+        return layer
+
+    @property
+    def mixes(self) -> bool:
+        """True when batches are mixed at all (α > 0)."""
+        return self.alpha > 0
+
+
+class SyntheticConfig(_Config):
+    """Shape of the ``synthetic`` dataset: Gaussian class clusters, seeded."""
+
+    num_train: int = Field(512, ge=2)
+    num_test: int = Field(256, ge=1)
+    num_classes: int = Field(4, ge=2)
+    shape: tuple[int, ...] = Field((16,), min_length=1, max_length=3)
+    noise: float = Field(1.0, gt=0, description="Within-class standard deviation; centres are unit-norm ×3.")
+
+    @field_validator("shape")
+    @classmethod
+    def _positive_dims(cls, shape: tuple[int, ...]) -> tuple[int, ...]:
+        if any(d < 1 for d in shape):
+            raise ValueError(f"every dimension must be >= 1, got {shape=}")
+        return shape
+
+
+class DataConfig(_Config):
+    """Which dataset to train on and how to carve it."""
+
+    name: str = Field(
+        description="cifar10, cifar100, mnist, fashion_mnist, uci:<iris|wine|breast_cancer|digits>, synthetic."
+    )
+    data_dir: Path | None = Field(None, description="Where the files are (or go); None: the default locations.")
+    download: bool = Field(True, description="Download CIFAR/MNIST when missing and a network is there.")
+    train_subset: int | None = Field(None, ge=1, description="Stratified subset of this many training samples.")
+    label_noise: float = Field(0.0, ge=0, lt=1, description="Fraction of training labels replaced by a wrong one.")
+    validation_fraction: float = Field(0.0, ge=0, lt=1, description="Stratified share of train held out.")
+    augment: bool | None = Field(None, description="Random crop (pad 4) + flip; None: on for CIFAR only.")
+    split_seed: int = Field(0, description="Seeds the subset, label noise, validation and UCI splits.")
+    synthetic: SyntheticConfig | None = None
+
+    @field_validator("name")
+    @classmethod
+    def _known_dataset(cls, name: str) -> str:
+        from mixup_core.data.registry import DATASET_NAMES
+
+        if name not in DATASET_NAMES:
+            raise ValueError(f"unknown dataset {name!r}; known: {', '.join(DATASET_NAMES)}")
+        return name
+
+    @model_validator(mode="after")
+    def _synthetic_only_for_synthetic(self) -> DataConfig:
+        if self.synthetic is not None and self.name != "synthetic":
+            raise ValueError(f"'synthetic' options are only for name='synthetic', got name={self.name!r}")
+        return self
+
+
+class ModelConfig(_Config):
+    """Which network to train."""
+
+    name: str = Field(
+        description="preact_resnet18, wide_resnet28_10, small_cnn, mlp, or torchvision:<classification model>."
+    )
+
+    @field_validator("name")
+    @classmethod
+    def _known_model(cls, name: str) -> str:
+        from mixup_core.models.registry import check_model_name
+
+        check_model_name(name)
+        return name
+
+
+class TrainConfig(_Config):
+    """The optimisation recipe. Defaults are the paper's CIFAR recipe."""
+
+    epochs: int = Field(200, ge=1)
+    batch_size: int = Field(128, ge=1)
+    optimizer: Literal["sgd", "adam"] = "sgd"
+    lr: float = Field(0.1, gt=0, allow_inf_nan=False)
+    momentum: float = Field(0.9, ge=0, lt=1)
+    weight_decay: float = Field(1e-4, ge=0, allow_inf_nan=False)
+    schedule: Literal["step", "cosine", "constant"] = Field(
+        "step", description="step: lr × gamma at each milestone (fractions of the epochs)."
+    )
+    milestones: tuple[float, ...] = Field((0.5, 0.75), description="Fractions of the epochs (paper: 100/150 of 200).")
+    gamma: float = Field(0.1, gt=0, le=1)
+    seed: int = Field(0, description="Seeds initialisation, batch order, λ, partners and augmentation.")
+    device: str = Field("auto", description="auto (CUDA when present), cpu, cuda or cuda:N.")
+    amp: bool = Field(True, description="bf16 autocast on CUDA; ignored on the CPU.")
+    channels_last: bool = Field(True, description="channels_last memory format for image models.")
+    compile: bool = Field(False, description="torch.compile the model (cached per process).")
+
+    @field_validator("milestones")
+    @classmethod
+    def _fractions(cls, milestones: tuple[float, ...]) -> tuple[float, ...]:
+        if any(not 0 < m < 1 for m in milestones) or list(milestones) != sorted(milestones):
+            raise ValueError(f"milestones must be increasing fractions in (0, 1), got {milestones=}")
+        return milestones
+
+    @field_validator("device")
+    @classmethod
+    def _device_syntax(cls, device: str) -> str:
+        if not re.match(r"^(auto|cpu|cuda(:\d+)?)$", device):
+            raise ValueError(f"device must be auto, cpu, cuda or cuda:N, got {device!r}")
+        return device
+
+
+class EvalConfig(_Config):
+    """What is measured after each epoch, beyond test error and loss."""
+
+    median_window: int = Field(10, ge=1, description="The paper's metric: median test error of the last N epochs.")
+    batch_size: int = Field(1024, ge=1)
+    ece: bool = Field(False, description="Expected calibration error on the test set.")
+    ece_bins: int = Field(15, ge=2)
+    fgsm_epsilon: float | None = Field(
+        None, gt=0, le=1, description="FGSM test error at this ε (pixel scale [0, 1]); None: off."
+    )
+
+
+class ExperimentConfig(_Config):
+    """One training run: data × model × mixing × recipe. A study trial is one of these."""
+
+    dataset: DataConfig
+    model: ModelConfig
+    mixup: MixupConfig = MixupConfig()
+    training: TrainConfig = TrainConfig()
+    evaluation: EvalConfig = EvalConfig()
+
+    @model_validator(mode="after")
+    def _check_combination(self) -> ExperimentConfig:
+        from mixup_core.data.registry import dataset_info
+        from mixup_core.models.registry import check_model_input, mix_points
+
+        info = dataset_info(self.dataset)
+        check_model_input(self.model.name, info.input_shape)
+        layer = self.mixup.layer
+        if layer != "input":
+            available = mix_points(self.model.name, info.input_shape)
+            if layer.startswith("module:"):
+                if layer not in available:
+                    raise ValueError(f"mixup.layer {layer!r}: {self.model.name} has no submodule {layer[7:]!r}")
+            elif layer not in available:
+                names = ", ".join(p for p in available if not p.startswith("module:"))
+                raise ValueError(f"mixup.layer {layer!r} is not a mixing point of {self.model.name}; it has: {names}")
+            if self.mixup.pairing == "knn":
+                raise ValueError(
+                    f"mixup.pairing 'knn' takes partners from the dataset, so it mixes at the input only; "
+                    f"got mixup.layer={layer!r}"
+                )
+            if self.mixup.input_noise > 0:
+                raise ValueError(f"mixup.input_noise perturbs inputs; it needs mixup.layer='input', got {layer!r}")
+        if self.mixup.mixes and self.training.batch_size < 2:
+            raise ValueError(
+                f"training.batch_size must be >= 2 when mixing (mixup.alpha > 0), got {self.training.batch_size}"
+            )
+        if self.dataset.augment and len(info.input_shape) != 3:
+            raise ValueError(f"dataset.augment crops and flips images; {self.dataset.name!r} gives vectors")
+        if self.mixup.pairing == "knn" and self.mixup.knn_k >= info.train_size:
+            raise ValueError(
+                f"mixup.knn_k must be below the training-set size ({info.train_size}), got knn_k={self.mixup.knn_k}"
+            )
+        return self
+
+    def with_overrides(self, overrides: dict[str, Any]) -> ExperimentConfig:
+        """A copy with dotted-path values replaced (``{"mixup.alpha": 0.2}``), validated again."""
+        tree = self.model_dump(mode="python")
+        for path, value in overrides.items():
+            node = tree
+            *parents, leaf = path.split(".")
+            for key in parents:
+                if not isinstance(node.get(key), dict):
+                    raise InvalidConfig(f"unknown setting {path!r}")
+                node = node[key]
+            if leaf not in node:
+                raise InvalidConfig(f"unknown setting {path!r}")
+            node[leaf] = value
+        return ExperimentConfig.model_validate(tree)

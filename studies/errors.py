@@ -1,0 +1,23 @@
+"""The exception hierarchy of studies."""
+
+from __future__ import annotations
+
+
+class StudyError(Exception):
+    """Base class of every error raised by studies."""
+
+
+class InvalidStudySpec(StudyError, ValueError):
+    """A study description that cannot run; ``errors`` lists ``(field, message)`` pairs."""
+
+    def __init__(self, errors: list[tuple[str, str]]) -> None:
+        self.errors = errors
+        super().__init__("; ".join(f"{field}: {message}" if field else message for field, message in errors))
+
+
+class StudyNotFound(StudyError, LookupError):
+    """No study (MLflow parent run / Tune experiment) with that id."""
+
+
+class StudyFailed(StudyError, RuntimeError):
+    """Every trial of the study failed; the message carries the first trial's error."""

@@ -1,0 +1,154 @@
+"""From a StudySpec to trials: expansion, counting, validation, per-trial configs.
+
+A trial is identified by a flat parameter dict of short names (``alpha``,
+``weight_decay``, ``layer``, ..., ``variant``, ``seed``): the same names appear
+as Tune's config keys, MLflow params and report columns.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from pydantic import ValidationError
+
+from mixup_core import ExperimentConfig
+from studies.spec import AXIS_PATHS, SEED, VARIANT, Range
+
+if TYPE_CHECKING:
+    from studies.spec import StudySpec
+
+Params = dict[str, Any]
+
+
+def base_config(spec: StudySpec) -> ExperimentConfig:
+    """The experiment every trial starts from."""
+    return ExperimentConfig(
+        dataset=spec.dataset, model=spec.model, mixup=spec.mixup, training=spec.training, evaluation=spec.evaluation
+    )
+
+
+def trial_config(spec: StudySpec, params: Params) -> ExperimentConfig:
+    """The full, validated experiment of one trial."""
+    overrides: dict[str, Any] = {}
+    if VARIANT in params:
+        variants = {v.name: v for v in spec.search.variants or []}
+        overrides.update(variants[params[VARIANT]].overrides())
+    for axis, path in AXIS_PATHS.items():
+        if axis in params:
+            overrides[path] = params[axis]
+    overrides["train.seed"] = params.get(SEED, spec.training.seed)
+    return base_config(spec).with_overrides(overrides)
+
+
+def _discrete_axes(spec: StudySpec) -> dict[str, list[Any]]:
+    """List axes plus the variant axis (names), in a stable order."""
+    axes: dict[str, list[Any]] = {}
+    if spec.search.variants:
+        axes[VARIANT] = [v.name for v in spec.search.variants]
+    for name, axis in spec.search.space.axes().items():
+        if isinstance(axis, list):
+            axes[name] = list(axis)
+    return axes
+
+
+def _product(axes: dict[str, list[Any]]) -> list[Params]:
+    names = list(axes)
+    return [dict(zip(names, combo, strict=True)) for combo in itertools.product(*axes.values())]
+
+
+def grid_points(spec: StudySpec) -> list[Params]:
+    """Every configuration of a grid study, without seeds."""
+    return _product(_discrete_axes(spec))
+
+
+def random_points(spec: StudySpec) -> list[Params]:
+    """``num_samples`` configurations drawn with the study's seed (reproducible), without seeds."""
+    rng = np.random.default_rng(spec.search.seed)
+    discrete = _discrete_axes(spec)
+    ranges = {k: v for k, v in spec.search.space.axes().items() if isinstance(v, Range)}
+    points = []
+    for _ in range(spec.search.num_samples):
+        point: Params = {name: values[int(rng.integers(len(values)))] for name, values in discrete.items()}
+        for name, r in ranges.items():
+            if r.log:
+                point[name] = float(math.exp(rng.uniform(math.log(r.low), math.log(r.high))))
+            else:
+                point[name] = float(rng.uniform(r.low, r.high))
+        points.append(point)
+    return points
+
+
+def trial_count(spec: StudySpec) -> int:
+    """How many trials the study will run (before early stopping)."""
+    seeds = len(spec.search.seeds)
+    if spec.search.algorithm == "grid":
+        return math.prod(len(v) for v in _discrete_axes(spec).values()) * seeds
+    if spec.search.algorithm == "random":
+        return spec.search.num_samples * seeds
+    return spec.search.num_samples
+
+
+def _corner_points(spec: StudySpec) -> list[Params]:
+    """Points whose validity implies every point's: all discrete combos × range endpoints."""
+    axes = _discrete_axes(spec)
+    for name, axis in spec.search.space.axes().items():
+        if isinstance(axis, Range):
+            axes[name] = [axis.low, axis.high]
+    return _product(axes)
+
+
+def _structural_errors(spec: StudySpec, max_trials: int) -> list[str]:
+    errors = []
+    space = spec.search.space.axes()
+    algorithm = spec.search.algorithm
+    if algorithm == "grid":
+        errors += [
+            f"search.space.{name}: a range needs algorithm random or optuna; grid takes a list of values"
+            for name, axis in space.items()
+            if isinstance(axis, Range)
+        ]
+    for variant in spec.search.variants or []:
+        clash = sorted(set(variant.overrides()) & {AXIS_PATHS[a] for a in space})
+        if clash:
+            errors.append(f"search.variants[{variant.name!r}] sets {', '.join(clash)}, which is also a search axis")
+    if algorithm == "optuna" and len(spec.search.seeds) > 1:
+        errors.append(
+            f"search.seeds: optuna suggests one configuration per trial, so it takes one seed, got {spec.search.seeds}"
+        )
+    if spec.resources.gpu > 0 and spec.training.device == "cpu":
+        errors.append(f"resources.gpu: {spec.resources.gpu} GPUs asked for a CPU-only run (training.device='cpu')")
+    count = trial_count(spec)
+    if count > max_trials:
+        field = "search.num_samples" if algorithm != "grid" else "search"
+        errors.append(f"{field}: the study expands to {count} trials, above the limit of {max_trials}")
+    return errors
+
+
+def _first_message(error: ValidationError) -> str:
+    first = error.errors()[0]
+    where = ".".join(str(p) for p in first["loc"])
+    message = str(first["msg"]).removeprefix("Value error, ")
+    return f"{where}: {message}" if where else message
+
+
+def check_space(spec: StudySpec, max_trials: int) -> None:
+    """Raise ValueError naming every reason the study cannot run."""
+    errors = _structural_errors(spec, max_trials)
+    if not errors:
+        seen: set[str] = set()
+        for point in _corner_points(spec):
+            try:
+                trial_config(spec, point)
+            except ValidationError as error:
+                message = _first_message(error)
+                if message not in seen:
+                    seen.add(message)
+                    shown = ", ".join(f"{k}={v!r}" for k, v in point.items()) or "the base configuration"
+                    errors.append(f"trial with {shown} cannot run: {message}")
+            if len(errors) >= 5:
+                break
+    if errors:
+        raise ValueError("; ".join(errors))

@@ -1,0 +1,201 @@
+"""StudySpec: the one description of a study (YAML file, REST body, CLI, engine).
+
+A study is a base :class:`~mixup_core.ExperimentConfig` (dataset, model,
+training recipe, mixing) plus what to vary: search-space *axes* (α, weight
+decay, mixing layer and the paper's other factors; a list is a grid axis, a
+``{low, high, log}`` range is sampled), optional named *variants* (the rows of
+the paper's Table 5, each a partial mixing config), and *seeds* (repeats of
+every configuration). Every trial it can produce is validated before anything
+starts, so a spec that validates runs.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+
+from mixup_core import DataConfig, EvalConfig, MixupConfig, ModelConfig, TrainConfig, metrics
+from mixup_core.config import Pairing, Scope, TargetMode
+
+#: Default cap on the trials one study may expand to (override through validation context "max_trials").
+DEFAULT_MAX_TRIALS = 1000
+
+#: Search axis → the ExperimentConfig setting it varies.
+AXIS_PATHS: dict[str, str] = {
+    "alpha": "mixup.alpha",
+    "weight_decay": "train.weight_decay",
+    "layer": "mixup.layer",
+    "pairing": "mixup.pairing",
+    "scope": "mixup.scope",
+    "target": "mixup.target",
+    "label_smoothing": "mixup.label_smoothing",
+    "input_noise": "mixup.input_noise",
+    "lr": "train.lr",
+}
+VARIANT = "variant"
+SEED = "seed"
+KNOWN_METRICS = (
+    metrics.MEDIAN_TEST_ERROR,
+    metrics.TEST_ERROR,
+    metrics.BEST_TEST_ERROR,
+    metrics.TEST_LOSS,
+    metrics.VAL_ERROR,
+    metrics.VAL_LOSS,
+    metrics.TEST_ECE,
+    metrics.FGSM_TEST_ERROR,
+)
+
+
+class _Spec(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Range(_Spec):
+    """A continuous axis, sampled by ``random`` and ``optuna`` search."""
+
+    low: float = Field(allow_inf_nan=False)
+    high: float = Field(allow_inf_nan=False)
+    log: bool = False
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Range:
+        if self.low > self.high:
+            raise ValueError(f"low must be <= high, got low={self.low}, high={self.high}")
+        if self.log and self.low <= 0:
+            raise ValueError(f"a log range needs low > 0, got low={self.low}")
+        return self
+
+
+NumberAxis = Annotated[list[float], Field(min_length=1)] | Range
+
+
+class SearchSpace(_Spec):
+    """The axes of the study; an axis left out keeps the base config's value."""
+
+    alpha: NumberAxis | None = None
+    weight_decay: NumberAxis | None = None
+    lr: NumberAxis | None = None
+    label_smoothing: NumberAxis | None = None
+    input_noise: NumberAxis | None = None
+    layer: Annotated[list[str], Field(min_length=1)] | None = None
+    pairing: Annotated[list[Pairing], Field(min_length=1)] | None = None
+    scope: Annotated[list[Scope], Field(min_length=1)] | None = None
+    target: Annotated[list[TargetMode], Field(min_length=1)] | None = None
+
+    def axes(self) -> dict[str, list[Any] | Range]:
+        """The axes that are set, in declaration order."""
+        return {name: value for name, value in self if value is not None}
+
+
+class Variant(_Spec):
+    """A named method variant (a row of the paper's Table 5): mixing settings over the base."""
+
+    name: str = Field(min_length=1, max_length=80)
+    alpha: float | None = Field(None, ge=0, allow_inf_nan=False)
+    layer: str | None = None
+    lam_per: Literal["batch", "sample"] | None = None
+    pairing: Pairing | None = None
+    scope: Scope | None = None
+    knn_k: int | None = Field(None, ge=1)
+    target: TargetMode | None = None
+    label_smoothing: float | None = Field(None, ge=0, lt=1)
+    input_noise: float | None = Field(None, ge=0, allow_inf_nan=False)
+
+    def overrides(self) -> dict[str, Any]:
+        """The ExperimentConfig settings this variant changes."""
+        return {f"mixup.{k}": v for k, v in self if k != "name" and v is not None}
+
+
+class SearchConfig(_Spec):
+    """How the space is searched."""
+
+    algorithm: Literal["grid", "random", "optuna"] = "grid"
+    num_samples: int = Field(1, ge=1, description="random: configurations drawn; optuna: trials.")
+    seed: int = Field(0, description="Seeds random sampling and Optuna's TPE sampler.")
+    space: SearchSpace = SearchSpace()
+    variants: Annotated[list[Variant], Field(min_length=1)] | None = None
+    seeds: Annotated[list[int], Field(min_length=1)] = [0]
+
+    @field_validator("variants")
+    @classmethod
+    def _unique_names(cls, variants: list[Variant] | None) -> list[Variant] | None:
+        names = [v.name for v in variants or []]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise ValueError(f"variant names must be unique, got duplicates {duplicates}")
+        return variants
+
+    @field_validator("seeds")
+    @classmethod
+    def _unique_seeds(cls, seeds: list[int]) -> list[int]:
+        if len(set(seeds)) != len(seeds):
+            raise ValueError(f"seeds must be distinct, got {seeds}")
+        return seeds
+
+
+class SchedulerConfig(_Spec):
+    """Trial scheduling: run every trial to the end (fifo) or stop the weak early (asha)."""
+
+    name: Literal["fifo", "asha"] = "fifo"
+    grace_period: int = Field(1, ge=1, description="asha: epochs before a trial may be stopped.")
+    reduction_factor: float = Field(3.0, gt=1)
+
+
+class Resources(_Spec):
+    """Per trial; a fractional gpu packs several small trials on one GPU."""
+
+    cpu: float = Field(1.0, gt=0)
+    gpu: float = Field(0.0, ge=0)
+
+
+class TrackingConfig(_Spec):
+    experiment: str | None = Field(None, max_length=200, description="MLflow experiment; default: per study.")
+
+
+class StudySpec(_Spec):
+    """A MixUp hyperparameter study."""
+
+    name: str = Field(max_length=100, description="Letters, digits, '.', '_' and '-'.")
+    description: str = Field("", max_length=4000)
+    dataset: DataConfig
+    model: ModelConfig
+    training: TrainConfig = TrainConfig()
+    mixup: MixupConfig = MixupConfig()
+    evaluation: EvalConfig = EvalConfig()
+    search: SearchConfig = SearchConfig()
+    scheduler: SchedulerConfig = SchedulerConfig()
+    metric: str = metrics.MEDIAN_TEST_ERROR
+    mode: Literal["min", "max"] | None = Field(None, description="Default: min for errors and losses.")
+    resources: Resources = Resources()
+    max_concurrent_trials: int | None = Field(None, ge=1)
+    time_budget_s: float | None = Field(None, gt=0)
+    max_failures: int = Field(1, ge=0, le=10, description="Retries of a crashed trial.")
+    tracking: TrackingConfig = TrackingConfig()
+
+    @field_validator("name")
+    @classmethod
+    def _name_syntax(cls, name: str) -> str:
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", name):
+            raise ValueError(f"name must be letters, digits, '.', '_' or '-', got {name!r}")
+        return name
+
+    @field_validator("metric")
+    @classmethod
+    def _known_metric(cls, metric: str) -> str:
+        if metric not in KNOWN_METRICS:
+            raise ValueError(f"unknown metric {metric!r}; known: {', '.join(KNOWN_METRICS)}")
+        return metric
+
+    @property
+    def resolved_mode(self) -> Literal["min", "max"]:
+        return self.mode or ("min" if self.metric in metrics.LOWER_IS_BETTER else "max")
+
+    @model_validator(mode="after")
+    def _check_runnable(self, info: ValidationInfo) -> StudySpec:
+        from studies.space import check_space
+
+        context = info.context if isinstance(info.context, dict) else {}
+        check_space(self, int(context.get("max_trials", DEFAULT_MAX_TRIALS)))
+        return self
