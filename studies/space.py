@@ -21,6 +21,8 @@ if TYPE_CHECKING:
     from studies.spec import StudySpec
 
 Params = dict[str, Any]
+#: Tune config key holding a pre-drawn point of a random search (a dict of axis values).
+POINT = "point"
 
 
 def base_config(spec: StudySpec) -> ExperimentConfig:
@@ -28,6 +30,13 @@ def base_config(spec: StudySpec) -> ExperimentConfig:
     return ExperimentConfig(
         dataset=spec.dataset, model=spec.model, mixup=spec.mixup, training=spec.training, evaluation=spec.evaluation
     )
+
+
+def trial_params(config: dict[str, Any]) -> Params:
+    """A Tune trial config as flat parameters (a random search's pre-drawn point unpacked)."""
+    params = {k: v for k, v in config.items() if k != POINT}
+    params.update(config.get(POINT, {}))
+    return params
 
 
 def trial_config(spec: StudySpec, params: Params) -> ExperimentConfig:
@@ -39,11 +48,11 @@ def trial_config(spec: StudySpec, params: Params) -> ExperimentConfig:
     for axis, path in AXIS_PATHS.items():
         if axis in params:
             overrides[path] = params[axis]
-    overrides["train.seed"] = params.get(SEED, spec.training.seed)
+    overrides["training.seed"] = params.get(SEED, spec.training.seed)
     return base_config(spec).with_overrides(overrides)
 
 
-def _discrete_axes(spec: StudySpec) -> dict[str, list[Any]]:
+def discrete_axes(spec: StudySpec) -> dict[str, list[Any]]:
     """List axes plus the variant axis (names), in a stable order."""
     axes: dict[str, list[Any]] = {}
     if spec.search.variants:
@@ -61,13 +70,13 @@ def _product(axes: dict[str, list[Any]]) -> list[Params]:
 
 def grid_points(spec: StudySpec) -> list[Params]:
     """Every configuration of a grid study, without seeds."""
-    return _product(_discrete_axes(spec))
+    return _product(discrete_axes(spec))
 
 
 def random_points(spec: StudySpec) -> list[Params]:
     """``num_samples`` configurations drawn with the study's seed (reproducible), without seeds."""
     rng = np.random.default_rng(spec.search.seed)
-    discrete = _discrete_axes(spec)
+    discrete = discrete_axes(spec)
     ranges = {k: v for k, v in spec.search.space.axes().items() if isinstance(v, Range)}
     points = []
     for _ in range(spec.search.num_samples):
@@ -85,7 +94,7 @@ def trial_count(spec: StudySpec) -> int:
     """How many trials the study will run (before early stopping)."""
     seeds = len(spec.search.seeds)
     if spec.search.algorithm == "grid":
-        return math.prod(len(v) for v in _discrete_axes(spec).values()) * seeds
+        return math.prod(len(v) for v in discrete_axes(spec).values()) * seeds
     if spec.search.algorithm == "random":
         return spec.search.num_samples * seeds
     return spec.search.num_samples
@@ -93,7 +102,7 @@ def trial_count(spec: StudySpec) -> int:
 
 def _corner_points(spec: StudySpec) -> list[Params]:
     """Points whose validity implies every point's: all discrete combos × range endpoints."""
-    axes = _discrete_axes(spec)
+    axes = discrete_axes(spec)
     for name, axis in spec.search.space.axes().items():
         if isinstance(axis, Range):
             axes[name] = [axis.low, axis.high]

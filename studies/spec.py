@@ -25,14 +25,14 @@ DEFAULT_MAX_TRIALS = 1000
 #: Search axis → the ExperimentConfig setting it varies.
 AXIS_PATHS: dict[str, str] = {
     "alpha": "mixup.alpha",
-    "weight_decay": "train.weight_decay",
+    "weight_decay": "training.weight_decay",
     "layer": "mixup.layer",
     "pairing": "mixup.pairing",
     "scope": "mixup.scope",
     "target": "mixup.target",
     "label_smoothing": "mixup.label_smoothing",
     "input_noise": "mixup.input_noise",
-    "lr": "train.lr",
+    "lr": "training.lr",
 }
 VARIANT = "variant"
 SEED = "seed"

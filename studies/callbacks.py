@@ -1,0 +1,136 @@
+"""Tune callbacks of the study driver: MLflow nested runs, and live progress.
+
+Tune pickles its RunConfig (callbacks included) into the experiment folder and
+uses that copy when the study is restored. The callbacks here therefore hold
+only a study id; the live objects (the MLflow writer, the progress listener)
+are looked up in this process's registry, which the engine fills before every
+``fit`` — the first run and every resume alike.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+from ray import tune
+from ray.tune.experiment import Trial
+
+from mixup_core import metrics as M
+from studies.records import TrialRecord, TrialStatus
+from studies.space import trial_params
+from studies.tracking import TrialLogWriter
+
+ProgressListener = Callable[[list[TrialRecord]], None]
+
+_WRITERS: dict[str, TrialLogWriter] = {}
+_LISTENERS: dict[str, ProgressListener] = {}
+_EPOCHS: dict[str, int] = {}
+
+
+def register(study_id: str, epochs: int, writer: TrialLogWriter, listener: ProgressListener | None) -> None:
+    """Make the live objects of a study available to its (possibly unpickled) callbacks."""
+    _EPOCHS[study_id] = epochs
+    _WRITERS[study_id] = writer
+    if listener is not None:
+        _LISTENERS[study_id] = listener
+    else:
+        _LISTENERS.pop(study_id, None)
+
+
+def unregister(study_id: str) -> None:
+    for registry in (_WRITERS, _LISTENERS, _EPOCHS):
+        registry.pop(study_id, None)  # type: ignore[attr-defined]
+
+
+def error_message(trial: Trial) -> str:
+    """The last line of the trial's traceback: the exception and its message."""
+    text = trial.get_error() or ""
+    lines = [line.strip() for line in str(text).splitlines() if line.strip()]
+    return lines[-1] if lines else "the trial failed without an error message"
+
+
+def trial_status(trial: Trial, epochs: int) -> TrialStatus:
+    """Tune's trial state in the study's words."""
+    if trial.status == Trial.ERROR:
+        return "failed"
+    if trial.status == Trial.RUNNING:
+        return "running"
+    if trial.status == Trial.TERMINATED:
+        done = int(trial.last_result.get("training_iteration", 0) or 0)
+        return "finished" if done >= epochs else "stopped"
+    return "pending"
+
+
+def trial_record(trial: Trial, epochs: int) -> TrialRecord:
+    result = trial.last_result or {}
+    values = {k: float(result[k]) for k in M.ALL if isinstance(result.get(k), int | float)}
+    status = trial_status(trial, epochs)
+    return TrialRecord(
+        trial_id=trial.trial_id,
+        params=trial_params(trial.config),
+        status=status,
+        epochs=int(values.get(M.EPOCH, 0)),
+        metrics=values,
+        error=error_message(trial) if status == "failed" else None,
+    )
+
+
+class StudyCallback(tune.Callback):
+    """Mirrors trials into MLflow nested runs and feeds the progress listener."""
+
+    def __init__(self, study_id: str, progress_interval_s: float = 0.5) -> None:
+        self.study_id = study_id
+        self.progress_interval_s = progress_interval_s
+        self._last_progress = 0.0
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"study_id": self.study_id, "progress_interval_s": self.progress_interval_s, "_last_progress": 0.0}
+
+    @property
+    def _writer(self) -> TrialLogWriter | None:
+        return _WRITERS.get(self.study_id)
+
+    def on_trial_start(self, iteration: int, trials: list[Trial], trial: Trial, **info: Any) -> None:
+        writer = self._writer
+        if writer is not None:
+            params = trial_params(trial.config)
+            name = ", ".join(f"{k}={v}" for k, v in params.items())
+            writer.start_trial(trial.trial_id, params, run_name=name[:250])
+
+    def on_trial_result(
+        self, iteration: int, trials: list[Trial], trial: Trial, result: dict[str, Any], **info: Any
+    ) -> None:
+        writer = self._writer
+        if writer is not None:
+            values = {k: result[k] for k in M.ALL if isinstance(result.get(k), int | float) and k != M.EPOCH}
+            writer.log_metrics(trial.trial_id, values, step=int(result.get(M.EPOCH, iteration)))
+
+    def on_trial_complete(self, iteration: int, trials: list[Trial], trial: Trial, **info: Any) -> None:
+        writer = self._writer
+        if writer is not None:
+            done = int((trial.last_result or {}).get("training_iteration", 0) or 0)
+            status = "finished" if done >= _EPOCHS.get(self.study_id, done) else "stopped"
+            writer.end_trial(trial.trial_id, "FINISHED", status)
+        self._progress(trials, force=True)
+
+    def on_trial_error(self, iteration: int, trials: list[Trial], trial: Trial, **info: Any) -> None:
+        writer = self._writer
+        if writer is not None:
+            writer.end_trial(trial.trial_id, "FAILED", "failed", error=error_message(trial))
+        self._progress(trials, force=True)
+
+    def on_step_end(self, iteration: int, trials: list[Trial], **info: Any) -> None:
+        self._progress(trials)
+
+    def on_experiment_end(self, trials: list[Trial], **info: Any) -> None:
+        self._progress(trials, force=True)
+
+    def _progress(self, trials: list[Trial], force: bool = False) -> None:
+        listener = _LISTENERS.get(self.study_id)
+        now = time.monotonic()
+        if listener is None or (not force and now - self._last_progress < self.progress_interval_s):
+            return
+        self._last_progress = now
+        epochs = _EPOCHS.get(self.study_id, 0)
+        listener([trial_record(t, epochs) for t in trials])

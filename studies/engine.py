@@ -1,0 +1,210 @@
+"""Run a study on Ray Tune: the study driver.
+
+One call of :func:`run_study` is one driver: it opens the study in MLflow,
+builds (or restores) the Tune experiment, runs the trials and closes the study
+with its report. It is meant to be its own process — the CLI's ``run``, or a
+Ray job's entrypoint — so Tune keeps its graceful-stop signal handling: SIGINT,
+SIGTERM and SIGUSR1 stop the trials, save the experiment and leave it
+resumable with ``resume=True``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Literal
+
+import ray
+from mlflow.tracking import MlflowClient
+from ray import tune
+
+from studies import callbacks, search
+from studies.errors import InvalidStudySpec
+from studies.records import TrialRecord
+from studies.report import StudyReport, build_report, render_markdown, render_plot_png
+from studies.settings import StudySettings
+from studies.spec import StudySpec
+from studies.tracking import StudyRun, TrialLogWriter, finish_study, open_study
+from studies.trainable import run_trial
+
+log = logging.getLogger(__name__)
+Outcome = Literal["succeeded", "failed", "cancelled"]
+
+
+@dataclass
+class StudyOutcome:
+    """How a study driver ended."""
+
+    study_id: str
+    status: Outcome
+    trials: list[TrialRecord]
+    report: StudyReport
+    experiment_path: str
+    mlflow: StudyRun
+    mlflow_seconds: float = 0.0  # time the driver spent writing trial records to MLflow
+    wall_seconds: float = 0.0
+    notes: list[str] = field(default_factory=list)
+
+
+def new_study_id(spec: StudySpec) -> str:
+    """A readable, unique id: name, UTC time and a random suffix."""
+    return f"{spec.name}-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}-{uuid.uuid4().hex[:6]}"
+
+
+def init_ray(settings: StudySettings) -> None:
+    """Join the configured cluster (or a Ray job's own, via RAY_ADDRESS), else start a local Ray."""
+    if ray.is_initialized():
+        return
+    quiet = {"logging_level": logging.WARNING, "log_to_driver": False}
+    if settings.ray_address or os.environ.get("RAY_ADDRESS"):
+        ray.init(address=settings.ray_address, **quiet)
+        return
+    temp_dir = str(settings.ray_temp_dir) if settings.ray_temp_dir else None
+    ray.init(num_cpus=settings.ray_num_cpus, include_dashboard=False, _temp_dir=temp_dir, **quiet)
+
+
+def resolve_spec(spec: StudySpec, settings: StudySettings) -> StudySpec:
+    """The spec as the trials see it: datasets under the configured data dir."""
+    if spec.dataset.data_dir is not None:
+        return spec
+    dataset = spec.dataset.model_copy(update={"data_dir": settings.resolved_data_dir})
+    return spec.model_copy(update={"dataset": dataset})
+
+
+def experiment_path(settings: StudySettings, study_id: str) -> str:
+    return f"{settings.resolved_results_uri.rstrip('/')}/{study_id}"
+
+
+def _is_local_store(uri: str) -> bool:
+    return uri.startswith(("sqlite:", "file:", "/")) or "://" not in uri
+
+
+@contextmanager
+def _graceful_sigterm() -> Iterator[None]:
+    """Let SIGTERM stop Tune the way SIGINT does (Tune listens for SIGINT and SIGUSR1)."""
+    def forward(signum: int, frame: object) -> None:
+        os.kill(os.getpid(), signal.SIGUSR1)
+
+    try:
+        previous = signal.signal(signal.SIGTERM, forward)
+    except ValueError:  # not the main thread: nothing to install
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _outcome(records: list[TrialRecord], interrupted: bool) -> Outcome:
+    if interrupted or any(r.status in ("pending", "running") for r in records):
+        return "cancelled"
+    if records and all(r.status == "failed" for r in records):
+        return "failed"
+    return "succeeded" if records else "failed"
+
+
+def _tuner(spec: StudySpec, study_id: str, path: str, resume: bool, settings: StudySettings) -> tune.Tuner:
+    trainable = tune.with_resources(
+        tune.with_parameters(run_trial, spec_json=spec.model_dump_json()),
+        {"cpu": spec.resources.cpu, "gpu": spec.resources.gpu},
+    )
+    if resume:
+        if not tune.Tuner.can_restore(path):
+            raise InvalidStudySpec([("", f"no resumable study at {path!r}")])
+        return tune.Tuner.restore(path, trainable=trainable, resume_errored=True, param_space=search.param_space(spec))
+    tune_config = tune.TuneConfig(
+        metric=spec.metric,
+        mode=spec.resolved_mode,
+        search_alg=search.search_algorithm(spec),
+        scheduler=search.scheduler(spec),
+        num_samples=search.num_samples(spec),
+        max_concurrent_trials=spec.max_concurrent_trials,
+        time_budget_s=spec.time_budget_s,
+        reuse_actors=True,
+    )
+    run_config = tune.RunConfig(
+        name=study_id,
+        storage_path=settings.resolved_results_uri,
+        failure_config=tune.FailureConfig(max_failures=spec.max_failures),
+        checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+        callbacks=[callbacks.StudyCallback(study_id)],
+        verbose=0,
+    )
+    return tune.Tuner(trainable, param_space=search.param_space(spec), tune_config=tune_config, run_config=run_config)
+
+
+def run_study(
+    spec: StudySpec,
+    *,
+    study_id: str | None = None,
+    user: str | None = None,
+    settings: StudySettings | None = None,
+    resume: bool = False,
+    on_progress: callbacks.ProgressListener | None = None,
+) -> StudyOutcome:
+    """Run (or resume) a study to its end and return its outcome and report.
+
+    Args:
+        spec: the study.
+        study_id: its id; a new one when None (resume needs the original).
+        user: recorded on the MLflow parent run.
+        settings: where things live; ``StudySettings()`` from the environment when None.
+        resume: continue an interrupted study with ``Tuner.restore``.
+        on_progress: called with every trial's record as the study progresses.
+    """
+    settings = settings or StudySettings()
+    spec = resolve_spec(spec, settings)
+    study_id = study_id or new_study_id(spec)
+    path = experiment_path(settings, study_id)
+    # Tune's per-trial CSV/JSON/TensorBoard loggers: MLflow is the record.
+    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
+    started = time.monotonic()
+    init_ray(settings)
+
+    uri = settings.resolved_tracking_uri
+    client = MlflowClient(uri)
+    study = open_study(client, spec, study_id, user, settings.artifact_root if _is_local_store(uri) else None)
+    writer = TrialLogWriter(client, study)
+    latest: list[TrialRecord] = []
+
+    def listen(records: list[TrialRecord]) -> None:
+        latest[:] = records
+        if on_progress is not None:
+            on_progress(records)
+
+    callbacks.register(study_id, spec.training.epochs, writer, listen)
+    try:
+        with _graceful_sigterm():
+            _tuner(spec, study_id, path, resume, settings).fit()
+    finally:
+        delivered = writer.close()
+        callbacks.unregister(study_id)
+    status = _outcome(latest, interrupted=False)
+    report = build_report(spec, latest, study_id)
+    artifacts: list[tuple[str, bytes | str]] = [
+        ("report.json", report.model_dump_json(indent=2)),
+        ("report.md", render_markdown(report)),
+    ]
+    png = render_plot_png(report)
+    if png is not None:
+        artifacts.append(("error_vs_alpha.png", png))
+    finish_study(client, study, status, artifacts)
+    notes = [] if delivered else ["some trial records could not be written to MLflow"]
+    return StudyOutcome(
+        study_id=study_id,
+        status=status,
+        trials=latest,
+        report=report,
+        experiment_path=path,
+        mlflow=study,
+        mlflow_seconds=writer.busy_seconds,
+        wall_seconds=time.monotonic() - started,
+        notes=notes,
+    )

@@ -1,0 +1,359 @@
+"""The paper-style study report: leaderboard, Table 5 factor table, failures, α curve.
+
+:func:`build_report` is a pure function of a :class:`~studies.spec.StudySpec`
+and its :class:`~studies.records.TrialRecord` list, so the REST API, the CLI and
+the study driver all compute the same report from whatever store they read the
+trials from. :class:`StudyReport` is a frozen pydantic model: the API returns
+``report.model_dump(mode="json")`` and its schema shows up in OpenAPI.
+Rendering (Markdown, PNG) lives in :mod:`studies.report_render`.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections import defaultdict
+from collections.abc import Hashable, Sequence
+from typing import TYPE_CHECKING, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from mixup_core import metrics
+from studies.records import FINAL_TRIAL_STATUSES, TrialRecord, TrialStatus
+from studies.report_render import format_value, render_markdown, render_plot_png, weight_decay_label
+from studies.spec import VARIANT, Range
+
+if TYPE_CHECKING:
+    from studies.spec import StudySpec
+
+__all__ = [
+    "ALL_LABEL",
+    "AlphaPoint",
+    "FactorCell",
+    "FactorColumn",
+    "FactorRow",
+    "FactorTable",
+    "FailureRow",
+    "LeaderboardRow",
+    "StudyReport",
+    "build_report",
+    "render_markdown",
+    "render_plot_png",
+]
+
+ALPHA, WEIGHT_DECAY, LAYER = "alpha", "weight_decay", "layer"
+#: Row (or α-curve series) label when nothing but weight decay, seed (and α, for a series) varies.
+ALL_LABEL = "all"
+STATUSES: tuple[TrialStatus, ...] = ("pending", "running", "finished", "stopped", "failed")
+# Params that are numbers: coerced to float so 1 and 1.0 (or MLflow's string "0.0001") group together.
+_NUMERIC = frozenset({ALPHA, WEIGHT_DECAY, "lr", "label_smoothing", "input_noise"})
+# Row-label factor order: the method first, then where it mixes, then how strongly; the rest as declared.
+_LEADING_FACTORS = (VARIANT, LAYER, ALPHA)
+
+Key = tuple[Hashable, ...]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class LeaderboardRow(_Model):
+    """One trial with a value for the study's metric."""
+
+    rank: int = Field(description="1 = best by the study's mode.")
+    trial_id: str
+    params: dict[str, Any]
+    status: TrialStatus = Field(description="'running'/'pending' rows hold the latest, not the final, value.")
+    epochs: int
+    value: float = Field(description="The study's metric (errors in percent).")
+    test_error: float | None = None
+    best_test_error: float | None = None
+
+
+class FactorCell(_Model):
+    """Mean ± sample std of the metric over the trials of one (row, weight decay) that finished all epochs."""
+
+    mean: float | None = Field(None, description="None when no trial finished.")
+    std: float | None = Field(None, description="Sample std; 0.0 for a single value.")
+    n: int = Field(0, description="Finished trials with the metric: the ones in mean and std.")
+    stopped: int = Field(0, description="Stopped early by the scheduler (ASHA); not in the mean.")
+    failed: int = Field(0, description="Failed; not in the mean.")
+    running: int = Field(0, description="Pending or still running; not in the mean.")
+    missing: int = Field(0, description="Finished without a value for the metric.")
+
+
+class FactorColumn(_Model):
+    """A weight decay column."""
+
+    label: str = Field(description="Like 'wd 1e-4'.")
+    weight_decay: float
+    best_row: str | None = Field(None, description="Label of the best row (the paper's bold cell).")
+
+
+class FactorRow(_Model):
+    """A method: a variant or a combination of the varied factors; cells align with the columns."""
+
+    label: str
+    factors: dict[str, Any] = Field(description="The factor values the row stands for.")
+    cells: list[FactorCell]
+
+
+class FactorTable(_Model):
+    """The paper's Table 5 form: rows = method, columns = weight decay."""
+
+    factors: list[str] = Field(description="The varied factors that make the rows (weight decay and seed excluded).")
+    columns: list[FactorColumn]
+    rows: list[FactorRow]
+
+
+class FailureRow(_Model):
+    """A failed trial."""
+
+    trial_id: str
+    params: dict[str, Any]
+    error: str | None
+
+
+class AlphaPoint(_Model):
+    """One point of the α curve: finished trials of one series and weight decay at one α."""
+
+    series: str
+    weight_decay: float
+    alpha: float
+    mean: float
+    std: float
+    n: int
+
+
+class StudyReport(_Model):
+    """Everything a reader needs to judge a study, in the paper's form."""
+
+    study_id: str | None = None
+    name: str
+    metric: str
+    mode: Literal["min", "max"]
+    total_epochs: int = Field(description="Epochs a trial runs when not stopped early.")
+    counts: dict[str, int] = Field(description="Trials by status, and 'total'.")
+    complete: bool = Field(description="There are trials and every one is in a final status.")
+    leaderboard: list[LeaderboardRow]
+    best: LeaderboardRow | None = Field(description="The leaderboard's first row.")
+    factor_table: FactorTable | None = Field(
+        description="None without trials, or when an axis is a sampled range (every trial would be its own row)."
+    )
+    failures: list[FailureRow]
+    first_error: str | None = Field(description="The first failed trial's error.")
+    alpha_curve: list[AlphaPoint] = Field(description="Empty when α is not a search axis.")
+
+
+def build_report(spec: StudySpec, trials: Sequence[TrialRecord], study_id: str | None = None) -> StudyReport:
+    """Summarise a study's trials the way the paper reports its ablation.
+
+    Args:
+        spec: the study's spec (what was varied, the metric and its mode).
+        trials: every trial known so far, in any status.
+        study_id: the id the service knows the study by.
+
+    Returns:
+        The report; safe on an empty or still running study.
+    """
+    leaderboard = _leaderboard(spec, trials)
+    failed = [t for t in trials if t.status == "failed"]
+    first_error = None
+    if failed:
+        first_error = failed[0].error or f"trial {failed[0].trial_id} failed without an error message"
+    counts: dict[str, int] = {status: sum(t.status == status for t in trials) for status in STATUSES}
+    counts["total"] = len(trials)
+    return StudyReport(
+        study_id=study_id,
+        name=spec.name,
+        metric=spec.metric,
+        mode=spec.resolved_mode,
+        total_epochs=spec.training.epochs,
+        counts=counts,
+        complete=bool(trials) and all(t.status in FINAL_TRIAL_STATUSES for t in trials),
+        leaderboard=leaderboard,
+        best=leaderboard[0] if leaderboard else None,
+        factor_table=_factor_table(spec, trials),
+        failures=[FailureRow(trial_id=t.trial_id, params=_plain(t.params), error=t.error) for t in failed],
+        first_error=first_error,
+        alpha_curve=_alpha_curve(spec, trials),
+    )
+
+
+def _plain(params: dict[str, Any]) -> dict[str, Any]:
+    # Ray may hand back numpy scalars (np.int64 seeds); JSON (the REST answer) takes only Python numbers.
+    return {k: v.item() if hasattr(v, "item") and not isinstance(v, str | bytes) else v for k, v in params.items()}
+
+
+def _metric(trial: TrialRecord, name: str) -> float | None:
+    # NaN/inf (a diverged run) has no place in a ranking or a mean: treat it as missing.
+    value = trial.metrics.get(name)
+    return float(value) if value is not None and math.isfinite(value) else None
+
+
+def _leaderboard(spec: StudySpec, trials: Sequence[TrialRecord]) -> list[LeaderboardRow]:
+    scored = [(v, t) for t in trials if (v := _metric(t, spec.metric)) is not None]
+    sign = 1.0 if spec.resolved_mode == "min" else -1.0
+    scored.sort(key=lambda vt: (sign * vt[0], vt[1].trial_id))  # trial id: a stable order for ties
+    return [
+        LeaderboardRow(
+            rank=rank,
+            trial_id=t.trial_id,
+            params=_plain(t.params),
+            status=t.status,
+            epochs=t.epochs,
+            value=value,
+            test_error=_metric(t, metrics.TEST_ERROR),
+            best_test_error=_metric(t, metrics.BEST_TEST_ERROR),
+        )
+        for rank, (value, t) in enumerate(scored, start=1)
+    ]
+
+
+def _varied(spec: StudySpec) -> tuple[list[str], bool]:
+    """The factors that tell trials apart (seed excluded) in label order, and whether any is a sampled range."""
+    axes = spec.search.space.axes()
+    varied = {name for name, axis in axes.items() if isinstance(axis, Range) or len(set(axis)) > 1}
+    if spec.search.variants:
+        varied.add(VARIANT)
+    order = [f for f in _LEADING_FACTORS if f in varied] + [
+        f for f in axes if f in varied and f not in _LEADING_FACTORS
+    ]
+    has_range = any(isinstance(axis, Range) for axis in axes.values())
+    return order, has_range
+
+
+def _param(spec: StudySpec, trial: TrialRecord, name: str) -> Hashable:
+    value = trial.params.get(name)
+    if value is None:
+        # An axis that is not searched keeps the base config's value.
+        fallback: dict[str, Hashable] = {WEIGHT_DECAY: spec.training.weight_decay, ALPHA: spec.mixup.alpha}
+        return fallback.get(name)
+    if name in _NUMERIC:
+        try:
+            return float(value)
+        except (TypeError, ValueError):
+            return str(value)
+    return value if isinstance(value, Hashable) else str(value)
+
+
+def _weight_decay(spec: StudySpec, trial: TrialRecord, varied: bool) -> float:
+    value = _param(spec, trial, WEIGHT_DECAY) if varied else spec.training.weight_decay
+    return float(value) if isinstance(value, int | float) else spec.training.weight_decay
+
+
+def _layer_key(layer: str) -> tuple[int, float, str]:
+    # input < layer1..layer9 < feature_map < module:*: from the input up the network.
+    if layer == "input":
+        return (0, 0.0, "")
+    if layer.startswith("layer") and layer[5:].isdigit():
+        return (1, float(layer[5:]), "")
+    if layer == "feature_map":
+        return (2, 0.0, "")
+    return (3 if layer.startswith("module:") else 4, 0.0, layer)
+
+
+def _sort_key(spec: StudySpec, factors: list[str], key: Key) -> tuple[tuple[int, float, str], ...]:
+    variant_index = {v.name: i for i, v in enumerate(spec.search.variants or [])}
+    parts = []
+    for factor, value in zip(factors, key, strict=True):
+        if value is None:
+            parts.append((9, 0.0, ""))
+        elif factor == VARIANT:
+            parts.append((0, float(variant_index.get(str(value), len(variant_index))), str(value)))
+        elif factor == LAYER:
+            parts.append(_layer_key(str(value)))
+        elif isinstance(value, int | float):
+            parts.append((0, float(value), ""))
+        else:
+            parts.append((1, 0.0, str(value)))
+    return tuple(parts)
+
+
+def _label(factors: list[str], key: Key) -> str:
+    if not factors:
+        return ALL_LABEL
+    if len(factors) == 1 and factors[0] in (VARIANT, LAYER):
+        return str(key[0])
+    # A variant's name says what it is; other factors need their name to be read.
+    return ", ".join(str(v) if f == VARIANT else f"{f}={format_value(v)}" for f, v in zip(factors, key, strict=True))
+
+
+def _mean_std(values: list[float]) -> tuple[float, float]:
+    # statistics.stdev needs two values; one value has no spread to report, not an unknown one.
+    return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
+
+
+def _cell(spec: StudySpec, trials: list[TrialRecord]) -> FactorCell:
+    values: list[float] = []
+    tally: dict[str, int] = defaultdict(int)
+    for t in trials:
+        if t.status == "finished":
+            value = _metric(t, spec.metric)
+            if value is None:
+                tally["missing"] += 1
+            else:
+                values.append(value)
+        else:
+            tally["running" if t.status in ("pending", "running") else t.status] += 1
+    mean, std = _mean_std(values) if values else (None, None)
+    return FactorCell(mean=mean, std=std, n=len(values), **tally)
+
+
+def _best_row(mode: str, rows: list[FactorRow], column: int) -> str | None:
+    scored = [(mean, r.label) for r in rows if (mean := r.cells[column].mean) is not None]
+    if not scored:
+        return None
+    pick = min if mode == "min" else max
+    # the first row in table order wins a tie, as a reader scanning the column would pick it
+    return pick(scored, key=lambda ml: ml[0])[1]
+
+
+def _factor_table(spec: StudySpec, trials: Sequence[TrialRecord]) -> FactorTable | None:
+    order, has_range = _varied(spec)
+    if not trials or has_range:
+        return None
+    wd_varied = WEIGHT_DECAY in order
+    factors = [f for f in order if f != WEIGHT_DECAY]
+    groups: dict[tuple[Key, float], list[TrialRecord]] = defaultdict(list)
+    for t in trials:
+        key = tuple(_param(spec, t, f) for f in factors)
+        groups[key, _weight_decay(spec, t, wd_varied)].append(t)
+    keys = sorted({k for k, _ in groups}, key=lambda k: _sort_key(spec, factors, k))
+    wds = sorted({wd for _, wd in groups})
+    rows = [
+        FactorRow(
+            label=_label(factors, key),
+            factors=dict(zip(factors, key, strict=True)),
+            cells=[_cell(spec, groups.get((key, wd), [])) for wd in wds],
+        )
+        for key in keys
+    ]
+    columns = [
+        FactorColumn(label=weight_decay_label(wd), weight_decay=wd, best_row=_best_row(spec.resolved_mode, rows, i))
+        for i, wd in enumerate(wds)
+    ]
+    return FactorTable(factors=factors, columns=columns, rows=rows)
+
+
+def _alpha_curve(spec: StudySpec, trials: Sequence[TrialRecord]) -> list[AlphaPoint]:
+    order, _ = _varied(spec)
+    if ALPHA not in order:
+        return []
+    wd_varied = WEIGHT_DECAY in order
+    series_factors = [f for f in order if f not in (ALPHA, WEIGHT_DECAY)]
+    groups: dict[tuple[Key, float, float], list[float]] = defaultdict(list)
+    for t in trials:
+        value, alpha = _metric(t, spec.metric), _param(spec, t, ALPHA)
+        if t.status != "finished" or value is None or not isinstance(alpha, float):
+            continue
+        series = tuple(_param(spec, t, f) for f in series_factors)
+        groups[series, _weight_decay(spec, t, wd_varied), alpha].append(value)
+    points = []
+    for series, wd, alpha in sorted(groups, key=lambda g: (_sort_key(spec, series_factors, g[0]), g[1], g[2])):
+        mean, std = _mean_std(groups[series, wd, alpha])
+        label = _label(series_factors, series)
+        points.append(
+            AlphaPoint(series=label, weight_decay=wd, alpha=alpha, mean=mean, std=std, n=len(groups[series, wd, alpha]))
+        )
+    return points

@@ -1,0 +1,249 @@
+"""Rendering a :class:`~studies.report.StudyReport`: Markdown (GitHub tables) and a PNG of the α curve.
+
+Pure functions of the report; numbers with two decimals, the paper's precision.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from mixup_core import metrics
+
+if TYPE_CHECKING:
+    from studies.report import AlphaPoint, FactorCell, LeaderboardRow, StudyReport
+
+LEADERBOARD_ROWS = 10
+# Metrics mixup_core reports in percent (see mixup_core.metrics).
+_PERCENT = frozenset(
+    {
+        metrics.TEST_ERROR,
+        metrics.VAL_ERROR,
+        metrics.MEDIAN_TEST_ERROR,
+        metrics.BEST_TEST_ERROR,
+        metrics.TRAIN_ERROR,
+        metrics.TEST_ECE,
+        metrics.FGSM_TEST_ERROR,
+    }
+)
+_COUNT_WORDS = (
+    ("finished", "finished"),
+    ("stopped", "stopped early"),
+    ("failed", "failed"),
+    ("running", "running"),
+    ("pending", "pending"),
+)
+
+
+def weight_decay_label(weight_decay: float) -> str:
+    """A column label in the paper's style: ``wd 1e-4``, ``wd 5e-4``, ``wd 0``."""
+    if weight_decay == 0:
+        return "wd 0"
+    mantissa, exponent = f"{weight_decay:.6e}".split("e")
+    mantissa = mantissa.rstrip("0").rstrip(".")
+    return f"wd {mantissa}e{int(exponent)}"
+
+
+def format_value(value: Any) -> str:
+    """A parameter value for a label: shortest float form (``0.2``, ``1``, ``0.0001``), else ``str``."""
+    if isinstance(value, float):
+        return f"{value:.12g}"
+    return str(value)
+
+
+def _cell_text(cell: FactorCell) -> str:
+    notes = [
+        f"{count} {word}"
+        for count, word in (
+            (cell.stopped, "stopped"),
+            (cell.failed, "failed"),
+            (cell.running, "running"),
+            (cell.missing, "no metric"),
+        )
+        if count
+    ]
+    # Say why n is small next to the number, as the reader weighs the mean by it.
+    suffix = f" · {', '.join(notes)}" if notes else ""
+    if cell.mean is None or cell.std is None:
+        return f"–{suffix}"
+    return f"{cell.mean:.2f} ± {cell.std:.2f} ({cell.n}){suffix}"
+
+
+def _escape(text: str) -> str:
+    # A '|' in a variant name or an error would split the table cell.
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
+    lines = ["| " + " | ".join(_escape(h) for h in header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(_escape(c) for c in row) + " |" for row in rows]
+    return lines
+
+
+def counts_line(counts: dict[str, int]) -> str:
+    """``12 trials: 10 finished, 1 stopped early, 1 failed`` (statuses with no trial left out)."""
+    total = counts.get("total", 0)
+    parts = [f"{counts[key]} {word}" for key, word in _COUNT_WORDS if counts.get(key)]
+    head = f"{total} trial{'' if total == 1 else 's'}"
+    return f"{head}: {', '.join(parts)}" if parts else head
+
+
+def _factor_section(report: StudyReport) -> list[str]:
+    table = report.factor_table
+    if table is None:
+        return []
+    first = "method" if "variant" in table.factors or not table.factors else ", ".join(table.factors)
+    rows = []
+    for row in table.rows:
+        cells = []
+        for column, cell in zip(table.columns, row.cells, strict=True):
+            text = _cell_text(cell)
+            if column.best_row == row.label:
+                value, sep, notes = text.partition(" · ")
+                text = f"**{value}**{sep}{notes}"
+            cells.append(text)
+        rows.append([row.label, *cells])
+    return [
+        f"## {report.metric} by method and weight decay",
+        "",
+        "Mean ± sample std (n) over trials that finished every epoch; trials stopped early or failed are "
+        "counted beside the cell, not in it. Best per column in **bold**.",
+        "",
+        *_table([first, *(c.label for c in table.columns)], rows),
+        "",
+    ]
+
+
+def _params_text(params: dict[str, Any]) -> str:
+    return ", ".join(f"{k}={format_value(v)}" for k, v in params.items())
+
+
+def _status_text(row: LeaderboardRow, total_epochs: int) -> str:
+    # A value from a trial that did not run every epoch is not the final one: say how far it got.
+    return row.status if row.status == "finished" else f"{row.status} ({row.epochs}/{total_epochs} epochs)"
+
+
+def _number(value: float | None) -> str:
+    return "–" if value is None else f"{value:.2f}"
+
+
+def _leaderboard_section(report: StudyReport) -> list[str]:
+    if not report.leaderboard:
+        return ["## Leaderboard", "", f"No trial has reported `{report.metric}` yet.", ""]
+    shown = report.leaderboard[:LEADERBOARD_ROWS]
+    rows = [
+        [
+            str(r.rank),
+            f"`{r.trial_id}`",
+            _params_text(r.params),
+            _status_text(r, report.total_epochs),
+            str(r.epochs),
+            _number(r.value),
+            _number(r.test_error),
+            _number(r.best_test_error),
+        ]
+        for r in shown
+    ]
+    header = ["#", "trial", "params", "status", "epochs", report.metric, "test_error", "best_test_error"]
+    title = f"## Leaderboard (top {len(shown)} of {len(report.leaderboard)})"
+    return [title, "", *_table(header, rows), ""]
+
+
+def _fence(text: str) -> str:
+    # The fence must be longer than any backtick run inside, or the error text would end the block.
+    longest = max((len(run) for run in re.findall(r"`+", text)), default=0)
+    return "`" * max(3, longest + 1)
+
+
+def _failures_section(report: StudyReport) -> list[str]:
+    if not report.failures:
+        return []
+    lines = [f"## Failures ({len(report.failures)})", ""]
+    lines += [
+        f"- `{f.trial_id}` ({_params_text(f.params)}): {(f.error or 'no error message').splitlines()[0]}"
+        for f in report.failures
+    ]
+    error = report.first_error or ""
+    fence = _fence(error)
+    return [*lines, "", "First error:", "", fence, error, fence, ""]
+
+
+def render_markdown(report: StudyReport) -> str:
+    """The report as Markdown: title and counts, the factor table, the top-10 leaderboard, failures.
+
+    Args:
+        report: from :func:`~studies.report.build_report`.
+
+    Returns:
+        GitHub-flavoured Markdown, ending in a newline.
+    """
+    direction = "lower is better" if report.mode == "min" else "higher is better"
+    about = f"Metric `{report.metric}` ({direction}), {report.total_epochs} epochs per trial"
+    if report.study_id:
+        about = f"Study id `{report.study_id}` · " + about
+    status = "complete" if report.complete else "in progress"
+    lines = [f"# Study report: {report.name}", "", about + ".", "", f"{counts_line(report.counts)} ({status}).", ""]
+    lines += _factor_section(report) + _leaderboard_section(report) + _failures_section(report)
+    return "\n".join(lines).rstrip("\n") + "\n"
+
+
+def _series_order(curve: Sequence[AlphaPoint]) -> list[str]:
+    # The report lists points in table row order; keep it for the legend.
+    return list(dict.fromkeys(p.series for p in curve))
+
+
+def render_plot_png(report: StudyReport) -> bytes | None:
+    """The metric against α: one panel per weight decay, one line (mean ± std) per series.
+
+    Args:
+        report: from :func:`~studies.report.build_report`.
+
+    Returns:
+        PNG bytes, or None when α was not varied (or no trial has finished yet): nothing to plot.
+    """
+    curve = report.alpha_curve
+    if not curve:
+        return None
+    # Imported here: matplotlib is slow to import and only this function needs it. An explicit Agg canvas
+    # on a bare Figure renders headless without pyplot's global figure registry or a global backend switch
+    # (matplotlib.use would close the figures of a notebook that imported us).
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    weight_decays = sorted({p.weight_decay for p in curve})
+    alphas = [p.alpha for p in curve]
+    log_x = min(alphas) > 0 and max(alphas) / min(alphas) >= 10
+    fig = Figure(figsize=(4.8 * len(weight_decays), 4.0), layout="constrained")
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(1, len(weight_decays), sharey=True, squeeze=False)[0]
+    series = _series_order(curve)
+    for ax, wd in zip(axes, weight_decays, strict=True):
+        for name in series:
+            points = sorted((p for p in curve if p.series == name and p.weight_decay == wd), key=lambda p: p.alpha)
+            if points:
+                ax.errorbar(
+                    [p.alpha for p in points],
+                    [p.mean for p in points],
+                    yerr=[p.std for p in points],
+                    marker="o",
+                    capsize=3,
+                    label=name,
+                )
+        if log_x:
+            ax.set_xscale("log")
+        # Ticks at the α values tried, written as given (0.2, not 2×10⁻¹).
+        ticks = sorted(set(alphas))
+        ax.set_xticks(ticks, labels=[format_value(a) for a in ticks])
+        ax.minorticks_off()
+        ax.set_title(weight_decay_label(wd))
+        ax.set_xlabel("α")
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel(report.metric + (" (%)" if report.metric in _PERCENT else ""))
+    if len(series) > 1:
+        axes[-1].legend(fontsize="small")
+    fig.suptitle(f"{report.name}: {report.metric} vs α (mean ± std over finished trials)")
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=100)
+    return buffer.getvalue()

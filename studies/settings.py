@@ -1,0 +1,50 @@
+"""Process configuration from ``MIXUP_STUDIES_*`` environment variables.
+
+Built where it is needed (``StudySettings()``), never at import time, so tests
+and the service can pass their own. The service's settings extend this class.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class StudySettings(BaseSettings):
+    """Where a study driver keeps things and which cluster it uses."""
+
+    model_config = SettingsConfigDict(env_prefix="MIXUP_STUDIES_", extra="ignore")
+
+    home: Path = Field(Path("~/.mixup-studies"), description="Data home: database, MLflow store, Ray results.")
+    tracking_uri: str | None = Field(None, description="MLflow tracking URI; default: sqlite under the home.")
+    ray_address: str | None = Field(None, description="An existing Ray cluster; default: a local Ray.")
+    data_dir: Path | None = Field(None, description="Dataset root; default: <home>/data.")
+    results_uri: str | None = Field(
+        None, description="Ray Tune storage (a path or s3://...); default: <home>/ray_results."
+    )
+    max_trials: int = Field(1000, ge=1, description="Most trials one study may expand to.")
+    ray_num_cpus: int | None = Field(None, ge=1, description="CPUs of a local Ray; default: all.")
+    ray_temp_dir: Path | None = Field(None, description="Temp dir of a local Ray (tests use their own).")
+
+    @property
+    def home_dir(self) -> Path:
+        return self.home.expanduser()
+
+    @property
+    def resolved_tracking_uri(self) -> str:
+        return self.tracking_uri or f"sqlite:///{self.home_dir / 'mlflow.db'}"
+
+    @property
+    def artifact_root(self) -> Path:
+        """Artifacts of the default local store (a remote server keeps its own)."""
+        return self.home_dir / "mlartifacts"
+
+    @property
+    def resolved_data_dir(self) -> Path:
+        return (self.data_dir or self.home_dir / "data").expanduser()
+
+    @property
+    def resolved_results_uri(self) -> str:
+        return self.results_uri or str(self.home_dir / "ray_results")

@@ -1,0 +1,279 @@
+"""MLflow: one experiment and one parent run per study, one nested run per trial.
+
+Ray Tune's own MLflow integration makes flat runs, so nesting is built here
+explicitly (the ``mlflow.parentRunId`` tag) and nothing relies on the
+``MLFLOW_RUN_ID`` environment variable. Trial writes go through
+:class:`TrialLogWriter`: a background thread that batches them per run and
+retries while the tracking server is slow or away, so the Tune event loop (and
+therefore no trial) ever waits on, or dies of, MLflow.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import queue
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from mlflow.entities import Metric, Param, RunTag
+from mlflow.tracking import MlflowClient
+
+if TYPE_CHECKING:
+    from studies.spec import StudySpec
+
+log = logging.getLogger(__name__)
+
+PARENT_TAG = "mlflow.parentRunId"
+STUDY_ID_TAG = "mixup_studies.study_id"
+TRIAL_ID_TAG = "mixup_studies.trial_id"
+USER_TAG = "mixup_studies.user"
+SPEC_HASH_TAG = "mixup_studies.spec_hash"
+STATUS_TAG = "mixup_studies.status"  # finished | stopped | failed | running, and the study's outcome
+ERROR_TAG = "mixup_studies.error"
+MAX_BATCH = 900  # MLflow accepts at most 1000 metrics per log_batch
+
+
+def spec_hash(spec: StudySpec) -> str:
+    """A stable fingerprint of the spec's content."""
+    canonical = json.dumps(spec.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def default_experiment_name(spec: StudySpec, study_id: str) -> str:
+    return spec.tracking.experiment or f"mixup-studies/{spec.name}/{study_id}"
+
+
+def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``{"a": {"b": 1}}`` → ``{"a.b": 1}``; lists stay values."""
+    out: dict[str, Any] = {}
+    for key, value in tree.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            out.update(flatten(value, f"{name}."))
+        else:
+            out[name] = value
+    return out
+
+
+def retrying(action: Callable[[], Any], what: str, deadline_s: float) -> Any:
+    """Run ``action`` until it succeeds or ``deadline_s`` passes (then re-raise)."""
+    delay, started = 0.25, time.monotonic()
+    while True:
+        try:
+            return action()
+        except Exception as error:  # the tracking server may be briefly unreachable
+            if time.monotonic() - started + delay > deadline_s:
+                raise
+            log.warning("MLflow %s failed (%s); retrying in %.1fs", what, error, delay)
+            time.sleep(delay)
+            delay = min(delay * 2, 8.0)
+
+
+@dataclass
+class StudyRun:
+    """Where a study's records live in MLflow."""
+
+    experiment_id: str
+    parent_run_id: str
+
+
+def open_study(
+    client: MlflowClient,
+    spec: StudySpec,
+    study_id: str,
+    user: str | None,
+    artifact_root: Path | None,
+    deadline_s: float = 60.0,
+) -> StudyRun:
+    """Find or create the study's experiment and parent run (idempotent, so a resume reuses them)."""
+
+    def run() -> StudyRun:
+        name = default_experiment_name(spec, study_id)
+        experiment = client.get_experiment_by_name(name)
+        if experiment is None:
+            location = (artifact_root / study_id).as_uri() if artifact_root is not None else None
+            experiment_id = client.create_experiment(name, artifact_location=location)
+        else:
+            experiment_id = experiment.experiment_id
+        found = client.search_runs(
+            [experiment_id], filter_string=f"tags.`{STUDY_ID_TAG}` = '{study_id}'", max_results=10
+        )
+        parents = [r for r in found if PARENT_TAG not in r.data.tags]
+        if parents:
+            client.update_run(parents[0].info.run_id, status="RUNNING")
+            return StudyRun(experiment_id, parents[0].info.run_id)
+        tags = {STUDY_ID_TAG: study_id, SPEC_HASH_TAG: spec_hash(spec), STATUS_TAG: "running"}
+        if user:
+            tags[USER_TAG] = user
+        parent = client.create_run(experiment_id, tags=tags, run_name=spec.name)
+        params = [Param(k, str(v)[:6000]) for k, v in flatten(spec.model_dump(mode="json")).items()]
+        for lo in range(0, len(params), 100):
+            client.log_batch(parent.info.run_id, params=params[lo : lo + 100])
+        client.log_dict(parent.info.run_id, spec.model_dump(mode="json"), "spec.yaml")
+        return StudyRun(experiment_id, parent.info.run_id)
+
+    return retrying(run, "opening the study", deadline_s)
+
+
+def existing_trial_runs(client: MlflowClient, study: StudyRun) -> dict[str, str]:
+    """trial id → run id of the nested runs already there (after a resume)."""
+    runs = client.search_runs(
+        [study.experiment_id], filter_string=f"tags.`{PARENT_TAG}` = '{study.parent_run_id}'", max_results=50_000
+    )
+    return {r.data.tags[TRIAL_ID_TAG]: r.info.run_id for r in runs if TRIAL_ID_TAG in r.data.tags}
+
+
+@dataclass
+class _Pending:
+    """Writes queued for one trial's run, in order."""
+
+    run_name: str | None = None
+    metrics: list[Metric] = field(default_factory=list)
+    params: dict[str, str] = field(default_factory=dict)
+    tags: dict[str, str] = field(default_factory=dict)
+    status: str | None = None  # RUNNING / FINISHED / FAILED / KILLED
+
+
+class TrialLogWriter:
+    """Batches and retries MLflow writes for the trials of one study on a background thread.
+
+    Args:
+        client: the MLflow client.
+        study: the parent run.
+        flush_interval_s: how long writes may wait to be batched.
+    """
+
+    def __init__(self, client: MlflowClient, study: StudyRun, flush_interval_s: float = 0.5) -> None:
+        self.client = client
+        self.study = study
+        self.flush_interval_s = flush_interval_s
+        self.busy_seconds = 0.0  # time spent inside MLflow calls
+        self.run_ids = existing_trial_runs(client, study)
+        self._queue: queue.Queue[tuple[str, _Pending]] = queue.Queue()
+        self._backlog: dict[str, _Pending] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="mlflow-trial-writer", daemon=True)
+        self._thread.start()
+
+    # -- producer side (the Tune driver's callbacks); never blocks ------------------
+
+    def start_trial(self, trial_id: str, params: dict[str, Any], run_name: str) -> None:
+        self._queue.put((trial_id, _Pending(run_name=run_name, params={k: str(v) for k, v in params.items()},
+                                            tags={STATUS_TAG: "running"}, status="RUNNING")))
+
+    def log_metrics(self, trial_id: str, values: dict[str, float], step: int) -> None:
+        now = int(time.time() * 1000)
+        metrics = [Metric(k, float(v), now, step) for k, v in values.items()]
+        self._queue.put((trial_id, _Pending(metrics=metrics)))
+
+    def end_trial(self, trial_id: str, status: str, trial_status: str, error: str | None = None) -> None:
+        tags = {STATUS_TAG: trial_status}
+        if error:
+            tags[ERROR_TAG] = error[:5000]
+        self._queue.put((trial_id, _Pending(tags=tags, status=status)))
+
+    # -- consumer side ---------------------------------------------------------------
+
+    def _drain(self) -> None:
+        while True:
+            try:
+                trial_id, item = self._queue.get_nowait()
+            except queue.Empty:
+                return
+            pending = self._backlog.setdefault(trial_id, _Pending())
+            pending.run_name = item.run_name or pending.run_name
+            pending.metrics.extend(item.metrics)
+            pending.params.update(item.params)
+            pending.tags.update(item.tags)
+            pending.status = item.status or pending.status
+
+    def _write(self, trial_id: str, pending: _Pending) -> None:
+        run_id = self.run_ids.get(trial_id)
+        if run_id is None:
+            run = self.client.create_run(
+                self.study.experiment_id,
+                tags={PARENT_TAG: self.study.parent_run_id, TRIAL_ID_TAG: trial_id},
+                run_name=pending.run_name,
+            )
+            run_id = self.run_ids[trial_id] = run.info.run_id
+        if pending.status == "RUNNING":
+            self.client.update_run(run_id, status="RUNNING")
+        params = [Param(k, v[:6000]) for k, v in pending.params.items()]
+        tags = [RunTag(k, v) for k, v in pending.tags.items()]
+        metrics = pending.metrics
+        for lo in range(0, max(1, len(metrics)), MAX_BATCH):
+            self.client.log_batch(run_id, metrics=metrics[lo : lo + MAX_BATCH], params=params, tags=tags)
+            params, tags = [], []
+        if pending.status in ("FINISHED", "FAILED", "KILLED"):
+            self.client.set_terminated(run_id, status=pending.status)
+
+    def _flush(self) -> bool:
+        """Write the backlog; True when all of it went through."""
+        self._drain()
+        for trial_id in list(self._backlog):
+            pending = self._backlog[trial_id]
+            started = time.perf_counter()
+            try:
+                self._write(trial_id, pending)
+            except Exception as error:
+                log.warning("MLflow write for trial %s failed (%s); will retry", trial_id, error)
+                return False
+            finally:
+                self.busy_seconds += time.perf_counter() - started
+            del self._backlog[trial_id]
+        return True
+
+    def _loop(self) -> None:
+        delay = self.flush_interval_s
+        while not self._stop.is_set():
+            self._stop.wait(delay)
+            delay = self.flush_interval_s if self._flush() else min(max(delay * 2, 1.0), 8.0)
+
+    def close(self, timeout_s: float = 60.0) -> bool:
+        """Stop the thread after writing what is queued (retrying up to ``timeout_s``); True if all was written."""
+        self._stop.set()
+        self._thread.join()
+        deadline = time.monotonic() + timeout_s
+        while True:
+            if self._flush():
+                return True
+            if time.monotonic() > deadline:
+                log.error("MLflow writes for %d trials could not be delivered", len(self._backlog))
+                return False
+            time.sleep(1.0)
+
+
+def finish_study(
+    client: MlflowClient,
+    study: StudyRun,
+    outcome: str,
+    artifacts: Iterable[tuple[str, bytes | str]] = (),
+    deadline_s: float = 60.0,
+) -> None:
+    """Attach the report artifacts to the parent run and close it with the study's outcome."""
+    status = {"succeeded": "FINISHED", "failed": "FAILED", "cancelled": "KILLED"}[outcome]
+
+    def run() -> None:
+        for name, content in artifacts:
+            if isinstance(content, str):
+                client.log_text(study.parent_run_id, content, name)
+            else:
+                _log_bytes(client, study.parent_run_id, name, content)
+        client.set_tag(study.parent_run_id, STATUS_TAG, outcome)
+        client.set_terminated(study.parent_run_id, status=status)
+
+    retrying(run, "closing the study", deadline_s)
+
+
+def _log_bytes(client: MlflowClient, run_id: str, name: str, content: bytes) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / Path(name).name
+        path.write_bytes(content)
+        client.log_artifact(run_id, str(path))
