@@ -67,8 +67,9 @@ class BatchSource:
             b = idx.numel()
             if self.knn is not None:
                 idx = torch.cat([idx, self.knn.sample(idx, self.generator)])
-            x = data.train_x[idx]  # (B or 2B, ...)
-            y = data.train_y[idx]
+            # index_select copies whole rows: several times faster than advanced indexing on the CPU
+            x = data.train_x.index_select(0, idx)  # (B or 2B, ...)
+            y = data.train_y.index_select(0, idx)
             if data.augment:
                 x = random_crop_flip(x, self.generator, fill=data.pad_fill)
             if x.dim() == 4:

@@ -47,6 +47,65 @@ def _log_gamma_variates(shape: float, n: int, generator: torch.Generator) -> tor
     return out
 
 
+#: Up to this many draws, λ is computed with Python floats from the same generator draws: a
+#: per-batch λ is one number, and ~50 tiny tensor ops cost ~200 µs on a CPU, more than mixing a batch.
+SCALAR_MAX = 8
+
+
+def _log(u: float) -> float:
+    return math.log(u) if u > 0 else -math.inf  # torch.rand can return exactly 0.0
+
+
+def _log_gamma_scalars(shape: float, n: int, generator: torch.Generator) -> list[float]:
+    """:func:`_log_gamma_variates` for small n: the same draws, the same algorithm, on Python floats."""
+    boosted = shape < 1
+    a = shape + 1.0 if boosted else shape
+    d = a - 1.0 / 3.0
+    c = 1.0 / math.sqrt(9.0 * d)
+    out: list[float] = []
+    while len(out) < n:
+        m = (n - len(out)) + (n - len(out)) // 8 + 8
+        xs = torch.randn(m, generator=generator, dtype=torch.float64).tolist()
+        us = torch.rand(m, generator=generator, dtype=torch.float64).tolist()
+        for x, u in zip(xs, us, strict=True):
+            if len(out) == n:
+                break
+            v = (1.0 + c * x) ** 3
+            if v > 0 and _log(u) < 0.5 * x * x + d - d * v + d * math.log(v):
+                out.append(math.log(d) + math.log(v))
+    if boosted:
+        us = torch.rand(n, generator=generator, dtype=torch.float64).tolist()
+        out = [g + _log(u) / shape for g, u in zip(out, us, strict=True)]
+    return out
+
+
+def _sigmoid(z: float) -> float:
+    if z >= 0:
+        return 1.0 / (1.0 + math.exp(-z))
+    e = math.exp(z)  # z < 0 (or nan): no overflow
+    return e / (1.0 + e)
+
+
+def _check(alpha: float, n: int) -> None:
+    if not alpha >= 0 or math.isinf(alpha):
+        raise InvalidConfig(f"alpha must be a finite number >= 0, got {alpha=}")
+    if n < 0:
+        raise InvalidConfig(f"n must be >= 0, got {n=}")
+
+
+def sample_lambda_float(alpha: float, generator: torch.Generator) -> float:
+    """One λ ~ Beta(α, α) as a Python float: ``float(sample_lambda(alpha, 1, generator)[0])``, cheaper.
+
+    The per-batch λ of the training step; it draws exactly what :func:`sample_lambda` draws.
+    """
+    _check(alpha, 1)
+    if alpha == 0:
+        return 1.0
+    (log_x,) = _log_gamma_scalars(alpha, 1, generator)
+    (log_y,) = _log_gamma_scalars(alpha, 1, generator)
+    return _sigmoid(log_x - log_y)
+
+
 def sample_lambda(alpha: float, n: int, generator: torch.Generator) -> torch.Tensor:
     """Draw n values of λ ~ Beta(α, α).
 
@@ -58,12 +117,13 @@ def sample_lambda(alpha: float, n: int, generator: torch.Generator) -> torch.Ten
     Returns:
         float64 tensor of shape (n,) on the CPU, values in [0, 1].
     """
-    if not alpha >= 0 or math.isinf(alpha):
-        raise InvalidConfig(f"alpha must be a finite number >= 0, got {alpha=}")
-    if n < 0:
-        raise InvalidConfig(f"n must be >= 0, got {n=}")
+    _check(alpha, n)
     if alpha == 0:
         return torch.ones(n, dtype=torch.float64)
+    if n <= SCALAR_MAX:
+        log_xs = _log_gamma_scalars(alpha, n, generator)
+        log_ys = _log_gamma_scalars(alpha, n, generator)
+        return torch.tensor([_sigmoid(lx - ly) for lx, ly in zip(log_xs, log_ys, strict=True)], dtype=torch.float64)
     log_x = _log_gamma_variates(alpha, n, generator)
     log_y = _log_gamma_variates(alpha, n, generator)
     # X / (X + Y) = sigmoid(log X - log Y): stable whatever the magnitudes.

@@ -22,6 +22,19 @@ from mixup_core.losses import Lam
 from mixup_core.models.registry import resolve_mix_point
 
 
+def gather_rows(h: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """``h[index]`` along dim 0, in h's memory format (contiguous or channels_last).
+
+    ``index_select`` copies whole rows and is ~4x faster on the CPU than advanced
+    indexing (a (128, 3, 32, 32) batch: ~75 µs against ~300 µs on 2 cores), but
+    always returns a contiguous tensor; a channels_last batch is therefore
+    gathered through its (B, H, W, C) view, which is the contiguous one.
+    """
+    if h.dim() == 4 and not h.is_contiguous() and h.is_contiguous(memory_format=torch.channels_last):
+        return h.permute(0, 2, 3, 1).index_select(0, index).permute(0, 3, 1, 2)  # (B, C, H, W), channels_last
+    return h.index_select(0, index)
+
+
 def mix_tensor(h: torch.Tensor, partners: torch.Tensor, lam: Lam) -> torch.Tensor:
     """``λ·h + (1 − λ)·h[partners]``: one gather, then one fused lerp into the gathered copy.
 
@@ -36,7 +49,7 @@ def mix_tensor(h: torch.Tensor, partners: torch.Tensor, lam: Lam) -> torch.Tenso
     Returns:
         A new (B, ...) tensor in h's memory format.
     """
-    other = h[partners]  # advanced indexing keeps channels_last; index_select does not
+    other = gather_rows(h, partners)
     if isinstance(lam, torch.Tensor):
         lam = lam.to(h.dtype).view(-1, *([1] * (h.dim() - 1)))
     # lerp_(end, w): other + w·(h − other) = w·h + (1 − w)·h[partners]

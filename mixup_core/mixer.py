@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import torch
 
 from mixup_core.config import MixupConfig
-from mixup_core.lam import sample_lambda
+from mixup_core.lam import sample_lambda, sample_lambda_float
 from mixup_core.losses import Lam, closest_labels, mixed_cross_entropy, weighted_correct
 from mixup_core.manifold import HiddenMixer, mix_tensor
 from mixup_core.pairing import random_partners, same_class_partners
@@ -51,8 +51,8 @@ class Mixer:
         lam_generator: torch.Generator,
         hidden: HiddenMixer | None = None,
     ) -> None:
-        if (config.layer != "input") != (hidden is not None):
-            raise ValueError(f"mixup.layer={config.layer!r} needs a HiddenMixer exactly when it is not 'input'")
+        if (config.layer != "input" and config.mixes) != (hidden is not None):
+            raise ValueError(f"mixup.layer={config.layer!r} needs a HiddenMixer exactly when it mixes a hidden layer")
         self.config = config
         self.generator = generator
         self.lam_generator = lam_generator
@@ -61,7 +61,7 @@ class Mixer:
     def draw_lambda(self, batch_size: int, device: torch.device) -> Lam:
         """One λ per batch (a float: no device transfer) or a (B,) tensor per sample."""
         if self.config.lam_per == "batch":
-            return float(sample_lambda(self.config.alpha, 1, self.lam_generator)[0])
+            return sample_lambda_float(self.config.alpha, self.lam_generator)
         lam = sample_lambda(self.config.alpha, batch_size, self.lam_generator).float()
         return lam.to(device, non_blocking=True)
 
@@ -92,7 +92,7 @@ class Mixer:
                 partners = same_class_partners(y, self.generator)
             else:
                 partners = random_partners(y.numel(), self.generator, y.device)
-            y_b = y[partners]
+            y_b = y.index_select(0, partners)
             if self.hidden is not None:
                 self.hidden.arm(partners, lam)
                 mixed = x

@@ -17,20 +17,22 @@ from ray import tune
 from ray.tune.experiment import Trial
 
 from mixup_core import metrics as M
+from studies import interrupts
 from studies.records import TrialRecord, TrialStatus
-from studies.space import trial_params
+from studies.space import trial_config, trial_params
+from studies.spec import StudySpec
 from studies.tracking import TrialLogWriter
 
 ProgressListener = Callable[[list[TrialRecord]], None]
 
 _WRITERS: dict[str, TrialLogWriter] = {}
 _LISTENERS: dict[str, ProgressListener] = {}
-_EPOCHS: dict[str, int] = {}
+_SPECS: dict[str, StudySpec] = {}
 
 
-def register(study_id: str, epochs: int, writer: TrialLogWriter, listener: ProgressListener | None) -> None:
+def register(study_id: str, spec: StudySpec, writer: TrialLogWriter, listener: ProgressListener | None) -> None:
     """Make the live objects of a study available to its (possibly unpickled) callbacks."""
-    _EPOCHS[study_id] = epochs
+    _SPECS[study_id] = spec
     _WRITERS[study_id] = writer
     if listener is not None:
         _LISTENERS[study_id] = listener
@@ -39,8 +41,8 @@ def register(study_id: str, epochs: int, writer: TrialLogWriter, listener: Progr
 
 
 def unregister(study_id: str) -> None:
-    for registry in (_WRITERS, _LISTENERS, _EPOCHS):
-        registry.pop(study_id, None)  # type: ignore[attr-defined]
+    for registry in (_WRITERS, _LISTENERS, _SPECS):
+        registry.pop(study_id, None)
 
 
 def error_message(trial: Trial) -> str:
@@ -50,6 +52,15 @@ def error_message(trial: Trial) -> str:
     return lines[-1] if lines else "the trial failed without an error message"
 
 
+def ended_status(trial: Trial, epochs: int) -> TrialStatus:
+    """How a trial that Tune ended (not errored) stands; Tune calls back before it updates ``trial.status``."""
+    done = int((trial.last_result or {}).get("training_iteration", 0) or 0)
+    if done >= epochs:
+        return "finished"
+    # Cut short: by the scheduler (ASHA), or by a stop of the whole study, after which it resumes.
+    return "pending" if interrupts.stop_requested() else "stopped"
+
+
 def trial_status(trial: Trial, epochs: int) -> TrialStatus:
     """Tune's trial state in the study's words."""
     if trial.status == Trial.ERROR:
@@ -57,9 +68,16 @@ def trial_status(trial: Trial, epochs: int) -> TrialStatus:
     if trial.status == Trial.RUNNING:
         return "running"
     if trial.status == Trial.TERMINATED:
-        done = int(trial.last_result.get("training_iteration", 0) or 0)
-        return "finished" if done >= epochs else "stopped"
+        return ended_status(trial, epochs)
     return "pending"
+
+
+def logged_params(spec: StudySpec, trial: Trial) -> dict[str, Any]:
+    """What a trial's MLflow run records as params: α, weight decay and layer always, plus every varied factor."""
+    varied = trial_params(trial.config)
+    config = trial_config(spec, varied)
+    fixed = {"alpha": config.mixup.alpha, "weight_decay": config.training.weight_decay, "layer": config.mixup.layer}
+    return fixed | varied
 
 
 def trial_record(trial: Trial, epochs: int) -> TrialRecord:
@@ -91,27 +109,30 @@ class StudyCallback(tune.Callback):
     def _writer(self) -> TrialLogWriter | None:
         return _WRITERS.get(self.study_id)
 
+    @property
+    def _epochs(self) -> int:
+        spec = _SPECS.get(self.study_id)
+        return spec.training.epochs if spec is not None else 0
+
     def on_trial_start(self, iteration: int, trials: list[Trial], trial: Trial, **info: Any) -> None:
-        writer = self._writer
-        if writer is not None:
-            params = trial_params(trial.config)
-            name = ", ".join(f"{k}={v}" for k, v in params.items())
-            writer.start_trial(trial.trial_id, params, run_name=name[:250])
+        writer, spec = self._writer, _SPECS.get(self.study_id)
+        if writer is not None and spec is not None:
+            name = ", ".join(f"{k}={v}" for k, v in trial_params(trial.config).items())
+            writer.start_trial(trial.trial_id, logged_params(spec, trial), run_name=name[:250])
 
     def on_trial_result(
         self, iteration: int, trials: list[Trial], trial: Trial, result: dict[str, Any], **info: Any
     ) -> None:
         writer = self._writer
         if writer is not None:
-            values = {k: result[k] for k in M.ALL if isinstance(result.get(k), int | float) and k != M.EPOCH}
+            values = {k: result[k] for k in M.ALL if isinstance(result.get(k), int | float)}
             writer.log_metrics(trial.trial_id, values, step=int(result.get(M.EPOCH, iteration)))
 
     def on_trial_complete(self, iteration: int, trials: list[Trial], trial: Trial, **info: Any) -> None:
         writer = self._writer
         if writer is not None:
-            done = int((trial.last_result or {}).get("training_iteration", 0) or 0)
-            status = "finished" if done >= _EPOCHS.get(self.study_id, done) else "stopped"
-            writer.end_trial(trial.trial_id, "FINISHED", status)
+            status = ended_status(trial, self._epochs)
+            writer.end_trial(trial.trial_id, "KILLED" if status == "pending" else "FINISHED", status)
         self._progress(trials, force=True)
 
     def on_trial_error(self, iteration: int, trials: list[Trial], trial: Trial, **info: Any) -> None:
@@ -132,5 +153,4 @@ class StudyCallback(tune.Callback):
         if listener is None or (not force and now - self._last_progress < self.progress_interval_s):
             return
         self._last_progress = now
-        epochs = _EPOCHS.get(self.study_id, 0)
-        listener([trial_record(t, epochs) for t in trials])
+        listener([trial_record(t, self._epochs) for t in trials])

@@ -12,11 +12,8 @@ from __future__ import annotations
 
 import logging
 import os
-import signal
 import time
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -24,8 +21,7 @@ import ray
 from mlflow.tracking import MlflowClient
 from ray import tune
 
-from studies import callbacks, search
-from studies.errors import InvalidStudySpec
+from studies import callbacks, interrupts, search
 from studies.records import TrialRecord
 from studies.report import StudyReport, build_report, render_markdown, render_plot_png
 from studies.settings import StudySettings
@@ -61,12 +57,17 @@ def init_ray(settings: StudySettings) -> None:
     """Join the configured cluster (or a Ray job's own, via RAY_ADDRESS), else start a local Ray."""
     if ray.is_initialized():
         return
-    quiet = {"logging_level": logging.WARNING, "log_to_driver": False}
     if settings.ray_address or os.environ.get("RAY_ADDRESS"):
-        ray.init(address=settings.ray_address, **quiet)
+        ray.init(address=settings.ray_address, logging_level=logging.WARNING, log_to_driver=False)
         return
     temp_dir = str(settings.ray_temp_dir) if settings.ray_temp_dir else None
-    ray.init(num_cpus=settings.ray_num_cpus, include_dashboard=False, _temp_dir=temp_dir, **quiet)
+    ray.init(
+        num_cpus=settings.ray_num_cpus,
+        include_dashboard=False,
+        _temp_dir=temp_dir,
+        logging_level=logging.WARNING,
+        log_to_driver=False,
+    )
 
 
 def resolve_spec(spec: StudySpec, settings: StudySettings) -> StudySpec:
@@ -85,23 +86,6 @@ def _is_local_store(uri: str) -> bool:
     return uri.startswith(("sqlite:", "file:", "/")) or "://" not in uri
 
 
-@contextmanager
-def _graceful_sigterm() -> Iterator[None]:
-    """Let SIGTERM stop Tune the way SIGINT does (Tune listens for SIGINT and SIGUSR1)."""
-    def forward(signum: int, frame: object) -> None:
-        os.kill(os.getpid(), signal.SIGUSR1)
-
-    try:
-        previous = signal.signal(signal.SIGTERM, forward)
-    except ValueError:  # not the main thread: nothing to install
-        yield
-        return
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
 def _outcome(records: list[TrialRecord], interrupted: bool) -> Outcome:
     if interrupted or any(r.status in ("pending", "running") for r in records):
         return "cancelled"
@@ -115,9 +99,7 @@ def _tuner(spec: StudySpec, study_id: str, path: str, resume: bool, settings: St
         tune.with_parameters(run_trial, spec_json=spec.model_dump_json()),
         {"cpu": spec.resources.cpu, "gpu": spec.resources.gpu},
     )
-    if resume:
-        if not tune.Tuner.can_restore(path):
-            raise InvalidStudySpec([("", f"no resumable study at {path!r}")])
+    if resume and tune.Tuner.can_restore(path):
         return tune.Tuner.restore(path, trainable=trainable, resume_errored=True, param_space=search.param_space(spec))
     tune_config = tune.TuneConfig(
         metric=spec.metric,
@@ -133,7 +115,7 @@ def _tuner(spec: StudySpec, study_id: str, path: str, resume: bool, settings: St
         name=study_id,
         storage_path=settings.resolved_results_uri,
         failure_config=tune.FailureConfig(max_failures=spec.max_failures),
-        checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+        checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
         callbacks=[callbacks.StudyCallback(study_id)],
         verbose=0,
     )
@@ -156,7 +138,7 @@ def run_study(
         study_id: its id; a new one when None (resume needs the original).
         user: recorded on the MLflow parent run.
         settings: where things live; ``StudySettings()`` from the environment when None.
-        resume: continue an interrupted study with ``Tuner.restore``.
+        resume: continue an interrupted study with ``Tuner.restore`` (start it when nothing was saved yet).
         on_progress: called with every trial's record as the study progresses.
     """
     settings = settings or StudySettings()
@@ -165,6 +147,10 @@ def run_study(
     path = experiment_path(settings, study_id)
     # Tune's per-trial CSV/JSON/TensorBoard loggers: MLflow is the record.
     os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
+    # Keeping two checkpoints per trial forces an experiment snapshot every other checkpoint; that is intended.
+    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+    # ...so the result table Tune builds at the end has no files to read: that is expected, not a warning.
+    logging.getLogger("ray.tune.analysis.experiment_analysis").setLevel(logging.ERROR)
     started = time.monotonic()
     init_ray(settings)
 
@@ -179,14 +165,18 @@ def run_study(
         if on_progress is not None:
             on_progress(records)
 
-    callbacks.register(study_id, spec.training.epochs, writer, listen)
+    callbacks.register(study_id, spec, writer, listen)
     try:
-        with _graceful_sigterm():
-            _tuner(spec, study_id, path, resume, settings).fit()
+        with interrupts.graceful_stops():
+            try:
+                _tuner(spec, study_id, path, resume, settings).fit()
+                interrupted = interrupts.stop_requested()
+            except KeyboardInterrupt:  # stopped before Tune took over its signals, or a second Ctrl+C
+                interrupted = True
     finally:
         delivered = writer.close()
         callbacks.unregister(study_id)
-    status = _outcome(latest, interrupted=False)
+    status = _outcome(latest, interrupted)
     report = build_report(spec, latest, study_id)
     artifacts: list[tuple[str, bytes | str]] = [
         ("report.json", report.model_dump_json(indent=2)),

@@ -108,6 +108,7 @@ def open_study(
         parents = [r for r in found if PARENT_TAG not in r.data.tags]
         if parents:
             client.update_run(parents[0].info.run_id, status="RUNNING")
+            client.set_tag(parents[0].info.run_id, STATUS_TAG, "running")
             return StudyRun(experiment_id, parents[0].info.run_id)
         tags = {STUDY_ID_TAG: study_id, SPEC_HASH_TAG: spec_hash(spec), STATUS_TAG: "running"}
         if user:
@@ -165,8 +166,17 @@ class TrialLogWriter:
     # -- producer side (the Tune driver's callbacks); never blocks ------------------
 
     def start_trial(self, trial_id: str, params: dict[str, Any], run_name: str) -> None:
-        self._queue.put((trial_id, _Pending(run_name=run_name, params={k: str(v) for k, v in params.items()},
-                                            tags={STATUS_TAG: "running"}, status="RUNNING")))
+        self._queue.put(
+            (
+                trial_id,
+                _Pending(
+                    run_name=run_name,
+                    params={k: str(v) for k, v in params.items()},
+                    tags={STATUS_TAG: "running"},
+                    status="RUNNING",
+                ),
+            )
+        )
 
     def log_metrics(self, trial_id: str, values: dict[str, float], step: int) -> None:
         now = int(time.time() * 1000)
