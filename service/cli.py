@@ -1,13 +1,223 @@
 """The ``mixup-studies`` command: the study commands of :mod:`studies.cli` plus the service's own.
 
-The service issue adds ``serve``, ``token``, and the REST client commands
-(``submit``, ``list``, ``status``, ``trials``, ``cancel``) to the same Typer app.
+Service side: ``serve`` and ``token create``. Client side (over HTTP, ``MIXUP_STUDIES_URL`` /
+``MIXUP_STUDIES_TOKEN``): ``submit [--watch]``, ``list``, ``status``, ``trials``, ``cancel``, ``report``.
+``report`` goes through the API; with ``--tracking-uri`` it reads MLflow directly (the studies command).
 """
 
 from __future__ import annotations
 
-from studies.cli import app
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+import yaml
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from service.client import Client, ClientError
+from studies import cli as studies_cli
+
+app = typer.Typer(help=studies_cli.app.info.help, no_args_is_help=True)
+app.registered_commands.extend(
+    c for c in studies_cli.app.registered_commands if (c.name or getattr(c.callback, "__name__", "")) != "report"
+)
+token_app = typer.Typer(help="API tokens.", no_args_is_help=True)
+app.add_typer(token_app, name="token")
+out = Console()
+err = Console(stderr=True)
+FINAL = {"succeeded": 0, "failed": 1, "cancelled": 3}
+IdArg = Annotated[str, typer.Argument(help="The study's id.")]
+
+
+def _client() -> Client:
+    return Client()
+
+
+def _call(action: Any) -> Any:
+    try:
+        return action()
+    except ClientError as error:
+        err.print(f"[red]error:[/red] {error}", highlight=False)
+        raise typer.Exit(2 if error.status in (None, 401, 422) else 1) from None
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port of the API.")] = 8000,
+) -> None:
+    """Run the REST service (migrations, dispatcher, MLflow UI beside it with the local launcher)."""
+    from service.server import serve as run_server
+
+    run_server(host, port)
+
+
+@token_app.command("create")
+def token_create(
+    user: Annotated[str, typer.Option(help="The user the token belongs to (created if new).")],
+    admin: Annotated[bool, typer.Option(help="Make the user an admin (sees every study).")] = False,
+) -> None:
+    """Create a token in the service's database and print it (only its hash is stored)."""
+    from service.auth import create_token
+    from service.db import make_engine, migrate, session_factory
+    from service.settings import ServiceSettings
+
+    engine = make_engine(ServiceSettings().resolved_database_url)
+    migrate(engine)
+    with session_factory(engine)() as session:
+        secret = create_token(session, user, admin)
+        session.commit()
+    typer.echo(secret)
+
+
+def _load_spec_file(spec: str) -> dict[str, Any]:
+    from studies.specfile import preset_path
+
+    path = Path(spec)
+    if not path.exists() and preset_path(spec).exists():
+        path = preset_path(spec)
+    try:
+        data = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError) as error:
+        err.print(f"[red]error:[/red] cannot read {spec}: {error}", highlight=False)
+        raise typer.Exit(2) from None
+    if not isinstance(data, dict):
+        err.print(f"[red]error:[/red] {spec} is not a mapping of study fields")
+        raise typer.Exit(2)
+    return data
+
+
+def _best_text(study: dict[str, Any]) -> str:
+    best = study.get("best_trial")
+    return f"best {best['metric']} {best['value']:.2f} ({best['trial_id']})" if best else "best: -"
+
+
+def watch(client: Client, study_id: str, interval_s: float = 2.0) -> int:
+    """Show a progress bar until the study ends; return the exit code for its outcome."""
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
+               TimeElapsedColumn())  # fmt: skip
+    with Progress(*columns, console=err) as progress:
+        task = progress.add_task(study_id, total=None, info="queued")
+        while True:
+            study = _call(lambda: client.status(study_id))
+            counts = study["trial_counts"]
+            done = counts["finished"] + counts["stopped"] + counts["failed"]
+            info = f"{study['status']} · {_best_text(study)}"
+            progress.update(task, total=study["trials_total"], completed=done, info=info)
+            if study["status"] in FINAL:
+                break
+            time.sleep(interval_s)
+    out.print(f"study {study_id} {study['status']} · {_best_text(study)}", highlight=False)
+    if study.get("error"):
+        err.print(study["error"], markup=False, highlight=False)
+    return FINAL[study["status"]]
+
+
+@app.command()
+def submit(
+    spec: Annotated[str, typer.Argument(help="A study spec (YAML) or a preset name such as 'smoke'.")],
+    watch_: Annotated[bool, typer.Option("--watch", help="Follow it until it ends.")] = False,
+) -> None:
+    """Submit a study to the service; prints its id."""
+    client = _client()
+    created = _call(lambda: client.submit(_load_spec_file(spec)))
+    out.print(f"submitted [bold]{created['id']}[/bold] ({created['status']}, {created['trials_total']} trials)")
+    if watch_:
+        raise typer.Exit(watch(client, created["id"]))
+
+
+@app.command("list")
+def list_(
+    status: Annotated[str | None, typer.Option(help="Only studies in this state.")] = None,
+    limit: Annotated[int, typer.Option(help="At most this many.")] = 50,
+) -> None:
+    """Your studies, newest first."""
+    page = _call(lambda: _client().list(status, limit))
+    table = Table("id", "status", "trials done/total", "created")
+    for s in page["items"]:
+        c = s["trial_counts"]
+        table.add_row(s["id"], s["status"], f"{c['finished'] + c['stopped'] + c['failed']}/{s['trials_total']}",
+                      s["created_at"][:19])  # fmt: skip
+    out.print(table)
+    out.print(f"{len(page['items'])} of {page['total']}")
+
+
+@app.command()
+def status(study_id: IdArg, json_: Annotated[bool, typer.Option("--json", help="Print the raw JSON.")] = False) -> None:
+    """A study's state, trial counts, best trial and MLflow links."""
+    study = _call(lambda: _client().status(study_id))
+    if json_:
+        typer.echo(json.dumps(study, indent=2))
+        return
+    counts = ", ".join(f"{k} {v}" for k, v in study["trial_counts"].items())
+    stopping = " (cancel requested)" if study["cancel_requested"] and study["status"] == "running" else ""
+    out.print(f"[bold]{study['id']}[/bold] {study['status']}{stopping}")
+    out.print(f"trials: {counts} (of {study['trials_total']}) · {_best_text(study)}", highlight=False)
+    for key in ("created_at", "started_at", "finished_at"):
+        if study.get(key):
+            out.print(f"{key.removesuffix('_at')}: {study[key]}")
+    if study["mlflow"].get("run_url"):
+        out.print(f"MLflow: {study['mlflow']['run_url']}")
+    if study.get("error"):
+        err.print(study["error"], markup=False, highlight=False)
+
+
+@app.command()
+def trials(study_id: IdArg) -> None:
+    """Every trial: parameters, state, epochs and latest metrics."""
+    body = _call(lambda: _client().trials(study_id))
+    table = Table("trial", "params", "status", "epochs", "test_error", "median_test_error")
+    for t in body["trials"]:
+        m = t["metrics"]
+        table.add_row(t["trial_id"], ", ".join(f"{k}={v}" for k, v in t["params"].items()), t["status"],
+                      str(t["epochs"]), _num(m.get("test_error")), _num(m.get("median_test_error")))  # fmt: skip
+    out.print(table)
+
+
+def _num(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}"
+
+
+@app.command()
+def cancel(study_id: IdArg) -> None:
+    """Cancel a study (a running one stops gracefully and stays resumable)."""
+    study = _call(lambda: _client().cancel(study_id))
+    out.print(f"{study['id']}: {'cancelled' if study['status'] == 'cancelled' else 'stopping'}")
+
+
+@app.command()
+def report(
+    study_id: IdArg,
+    format: Annotated[str, typer.Option("--format", help="md, json or png.")] = "md",
+    output: Annotated[Path | None, typer.Option("-o", "--output", help="Write to this file.")] = None,
+    tracking_uri: Annotated[str | None, typer.Option(help="Read MLflow directly instead of the service.")] = None,
+) -> None:
+    """The study's report (leaderboard, factor table, α plot) from the service."""
+    if tracking_uri:
+        studies_cli.report(study_id, format, output, tracking_uri)
+        return
+    if format not in ("md", "json", "png"):
+        err.print(f"--format must be md, json or png, got {format!r}")
+        raise typer.Exit(2)
+    if format == "png" and output is None:
+        err.print("--format png needs -o FILE")
+        raise typer.Exit(2)
+    content = _call(lambda: _client().report(study_id, format))
+    if output is not None:
+        output.write_bytes(content)
+        out.print(f"wrote {output}")
+    else:
+        sys.stdout.write(content.decode())
 
 
 def main() -> None:
     app()
+
+
+if __name__ == "__main__":
+    main()

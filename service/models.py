@@ -56,6 +56,7 @@ class Study(Base):
     owner_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
     name: Mapped[str] = mapped_column(String(100))
     spec: Mapped[dict] = mapped_column(JSON)
+    trials_total: Mapped[int] = mapped_column(Integer, default=0, doc="Trials the spec expands to.")
     status: Mapped[str] = mapped_column(String(16), index=True, default=QUEUED)
     cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

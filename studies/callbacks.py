@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from ray import tune
@@ -47,7 +48,9 @@ def unregister(study_id: str) -> None:
 
 def error_message(trial: Trial) -> str:
     """The last line of the trial's traceback: the exception and its message."""
-    text = trial.get_error() or ""
+    # Tune writes the error locally first and syncs it to storage (where get_error reads) later.
+    local = Path(trial.error_file) if getattr(trial, "error_file", None) else None
+    text = local.read_text(errors="replace") if local is not None and local.exists() else trial.get_error() or ""
     lines = [line.strip() for line in str(text).splitlines() if line.strip()]
     return lines[-1] if lines else "the trial failed without an error message"
 

@@ -26,7 +26,7 @@ from studies.records import TrialRecord
 from studies.report import StudyReport, build_report, render_markdown, render_plot_png
 from studies.settings import StudySettings
 from studies.spec import StudySpec
-from studies.tracking import StudyRun, TrialLogWriter, finish_study, open_study
+from studies.tracking import StudyRun, TrialLogWriter, finish_study, open_study, prune_orphan_trials
 from studies.trainable import run_trial
 
 log = logging.getLogger(__name__)
@@ -67,6 +67,10 @@ def init_ray(settings: StudySettings) -> None:
         _temp_dir=temp_dir,
         logging_level=logging.WARNING,
         log_to_driver=False,
+        # Every worker process imports the trainable's module (torch, mixup_core, Tune) as it starts, so the
+        # idle workers Ray prestarts are warm when Tune places its trial actors on them: the imports (seconds
+        # on a busy 2-core machine) are paid while Ray starts, not after the study has started.
+        _system_config={"preload_python_modules": [run_trial.__module__]},
     )
 
 
@@ -76,10 +80,6 @@ def resolve_spec(spec: StudySpec, settings: StudySettings) -> StudySpec:
         return spec
     dataset = spec.dataset.model_copy(update={"data_dir": settings.resolved_data_dir})
     return spec.model_copy(update={"dataset": dataset})
-
-
-def experiment_path(settings: StudySettings, study_id: str) -> str:
-    return f"{settings.resolved_results_uri.rstrip('/')}/{study_id}"
 
 
 def _is_local_store(uri: str) -> bool:
@@ -144,7 +144,7 @@ def run_study(
     settings = settings or StudySettings()
     spec = resolve_spec(spec, settings)
     study_id = study_id or new_study_id(spec)
-    path = experiment_path(settings, study_id)
+    path = settings.experiment_path(study_id)
     # Tune's per-trial CSV/JSON/TensorBoard loggers: MLflow is the record.
     os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
     # Keeping two checkpoints per trial forces an experiment snapshot every other checkpoint; that is intended.
@@ -177,6 +177,10 @@ def run_study(
         delivered = writer.close()
         callbacks.unregister(study_id)
     status = _outcome(latest, interrupted)
+    if latest and not interrupted:
+        pruned = prune_orphan_trials(client, study, {r.trial_id for r in latest})
+        if pruned:
+            log.warning("removed %d MLflow runs of trials discarded when the study was restored", pruned)
     report = build_report(spec, latest, study_id)
     artifacts: list[tuple[str, bytes | str]] = [
         ("report.json", report.model_dump_json(indent=2)),

@@ -48,3 +48,7 @@ class StudySettings(BaseSettings):
     @property
     def resolved_results_uri(self) -> str:
         return self.results_uri or str(self.home_dir / "ray_results")
+
+    def experiment_path(self, study_id: str) -> str:
+        """Where Ray Tune keeps a study's experiment state and checkpoints (what a resume restores)."""
+        return f"{self.resolved_results_uri.rstrip('/')}/{study_id}"

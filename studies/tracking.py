@@ -157,6 +157,8 @@ class TrialLogWriter:
         self.flush_interval_s = flush_interval_s
         self.busy_seconds = 0.0  # time spent inside MLflow calls
         self.run_ids = existing_trial_runs(client, study)
+        self._resumed = set(self.run_ids)  # trials that already had a run when this writer started
+        self._create_failed: set[str] = set()
         self._queue: queue.Queue[tuple[str, _Pending]] = queue.Queue()
         self._backlog: dict[str, _Pending] = {}
         self._stop = threading.Event()
@@ -204,15 +206,44 @@ class TrialLogWriter:
             pending.tags.update(item.tags)
             pending.status = item.status or pending.status
 
-    def _write(self, trial_id: str, pending: _Pending) -> None:
+    def _reused_run(self, trial_id: str, params: dict[str, str]) -> str | None:
+        """The run of a trial from before a resume, unless the trial id now means another configuration.
+
+        After a hard kill, Tune restores its last snapshot and may hand a trial id it had
+        already started to a new suggestion; that run then records work that no longer
+        counts and is replaced (MLflow params are write-once).
+        """
         run_id = self.run_ids.get(trial_id)
+        if run_id is None or trial_id not in self._resumed or not params:
+            return run_id
+        self._resumed.discard(trial_id)
+        logged = self.client.get_run(run_id).data.params
+        if all(logged.get(k, v) == v for k, v in params.items()):
+            return run_id
+        self.client.delete_run(run_id)
+        del self.run_ids[trial_id]
+        return None
+
+    def _created_run(self, trial_id: str) -> str | None:
+        """The run an earlier, failed-looking create may have made anyway (the server got it, the reply was lost)."""
+        mine = f"tags.`{PARENT_TAG}` = '{self.study.parent_run_id}' and tags.`{TRIAL_ID_TAG}` = '{trial_id}'"
+        found = self.client.search_runs([self.study.experiment_id], filter_string=mine, max_results=1)
+        return found[0].info.run_id if found else None
+
+    def _write(self, trial_id: str, pending: _Pending) -> None:
+        run_id = self._reused_run(trial_id, pending.params)
+        if run_id is None and trial_id in self._create_failed:
+            run_id = self._created_run(trial_id)
         if run_id is None:
+            self._create_failed.add(trial_id)  # until the reply arrives, a retry must look before creating
             run = self.client.create_run(
                 self.study.experiment_id,
                 tags={PARENT_TAG: self.study.parent_run_id, TRIAL_ID_TAG: trial_id},
                 run_name=pending.run_name,
             )
-            run_id = self.run_ids[trial_id] = run.info.run_id
+            run_id = run.info.run_id
+        self._create_failed.discard(trial_id)
+        self.run_ids[trial_id] = run_id
         if pending.status == "RUNNING":
             self.client.update_run(run_id, status="RUNNING")
         params = [Param(k, v[:6000]) for k, v in pending.params.items()]
@@ -258,6 +289,14 @@ class TrialLogWriter:
                 log.error("MLflow writes for %d trials could not be delivered", len(self._backlog))
                 return False
             time.sleep(1.0)
+
+
+def prune_orphan_trials(client: MlflowClient, study: StudyRun, trial_ids: set[str]) -> int:
+    """Delete nested runs of trials the study no longer has (work a hard kill's restore discarded)."""
+    orphans = [run_id for trial_id, run_id in existing_trial_runs(client, study).items() if trial_id not in trial_ids]
+    for run_id in orphans:
+        client.delete_run(run_id)
+    return len(orphans)
 
 
 def finish_study(

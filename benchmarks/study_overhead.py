@@ -1,0 +1,254 @@
+"""Study overhead: wall time of a study through the real engine ÷ the ideal (trial work ÷ concurrency).
+
+The study: 16 trials (grid α ∈ {0, 0.2, 0.5, 1} × seeds {0, 1, 2, 3}, FIFO) of the paper's UCI MLP
+(two hidden layers of 128 ReLU units, Adam, batch 32) on mixup_core's ``synthetic`` dataset (Gaussian
+class clusters, 32 features, 4 classes; a 64-sample test set so per-epoch evaluation costs next to
+nothing), ``--epochs`` epochs (default 4), 2 trials at a time (``max_concurrent_trials: 2``,
+``resources: {cpu: 1}``) on a local Ray started with ``num_cpus=2`` and its own temp dir. MLflow
+logging is on (a SQLite store in a temporary ``MIXUP_STUDIES_HOME``), as are the engine's trial
+checkpoints.
+
+Trial size: before Ray starts, the driver times a training epoch on one thread (as a Ray worker with
+``cpu: 1`` runs) and sizes the training set so that a trial's training is ≈ ``--trial-seconds``
+(default 2 s) in all.
+
+What is timed: ``studies.engine.run_study`` from call to return, with Ray already started
+(``studies.engine.init_ray`` is called before the clock starts): opening the study in MLflow, Tune's
+whole run (actor start-up, trials, checkpoints, experiment snapshots, result processing, the MLflow
+writer's final flush) and the report written to the parent run.
+
+What counts as trial work: the training passes only — the sum over all trials and epochs of the
+trainer's own ``epoch_seconds`` (the time of :meth:`mixup_core.Trainer.train_epoch`, measured
+inside the Ray worker, read back from every trial's MLflow metric history). Everything else a trial
+does — building its trainer and dataset, evaluation, checkpoint writes, reporting to Tune — counts
+as overhead. ``ideal_s = trial_work_s / 2`` and ``wall_over_ideal = wall_s / ideal_s`` (goal ≤ 1.2).
+``mlflow_share`` is the driver's MLflow writer busy time (``TrialLogWriter.busy_seconds``, i.e.
+``StudyOutcome.mlflow_seconds``) ÷ trial work (goal ≤ 0.02).
+
+Usage: ``python benchmarks/study_overhead.py [--trials 16] [--epochs 4] [--trial-seconds 2]
+[--quick]``. Prints one JSON line (last on stdout).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import json
+import os
+import platform
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from mixup_core import (
+    DataConfig,
+    ExperimentConfig,
+    MixupConfig,
+    ModelConfig,
+    SyntheticConfig,
+    TrainConfig,
+    Trainer,
+)
+from mixup_core import metrics as M
+
+CONCURRENCY = 2
+FEATURES, CLASSES, TEST_SAMPLES, BATCH = 32, 4, 64, 32
+SEEDS_PER_ALPHA = 4
+ALPHAS = (0.0, 0.2, 0.5, 1.0)
+
+
+def machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    with contextlib.suppress(OSError), open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    return f"{cpu}, {os.cpu_count()} cpus, {platform.system()} {platform.release()}"
+
+
+def _ray_workers() -> list[int]:
+    """Pids of the Ray worker processes under this driver (the local Ray's raylet is our child)."""
+    parents: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError, ValueError, IndexError):
+                parents[int(entry.name)] = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+    ours, frontier = set(), {os.getpid()}
+    while frontier:
+        frontier = {pid for pid, parent in parents.items() if parent in frontier} - ours
+        ours |= frontier
+    workers = []
+    for pid in ours:
+        with contextlib.suppress(OSError):
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+            if b"default_worker.py" in cmdline or cmdline.startswith(b"ray::"):
+                workers.append(pid)
+    return workers
+
+
+def _cpu_ticks(pids: list[int]) -> int:
+    total = 0
+    for pid in pids:
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])  # utime + stime
+    return total
+
+
+def wait_for_warm_workers(timeout_s: float = 300.0) -> int:
+    """Wait until Ray's prestarted workers have imported the trainable (init_ray preloads it) and are idle.
+
+    A worker counts as warm once libtorch is mapped in it; the pool counts as settled once the
+    workers' CPU time stops growing. Returns the number of workers.
+    """
+    deadline = time.monotonic() + timeout_s
+    last = -1
+    while time.monotonic() < deadline:
+        workers = _ray_workers()
+        warm = all("libtorch" in Path(f"/proc/{pid}/maps").read_text() for pid in workers if Path(f"/proc/{pid}").exists())
+        ticks = _cpu_ticks(workers)
+        if workers and warm and ticks == last:
+            return len(workers)
+        last = ticks
+        time.sleep(1.0)
+    return len(_ray_workers())
+
+
+def data_config(num_train: int) -> DataConfig:
+    shape = (FEATURES,)
+    synthetic = SyntheticConfig(num_train=num_train, num_test=TEST_SAMPLES, num_classes=CLASSES, shape=shape)
+    return DataConfig(name="synthetic", synthetic=synthetic)
+
+
+def training_config(epochs: int) -> TrainConfig:
+    return TrainConfig(
+        epochs=epochs, batch_size=BATCH, optimizer="adam", lr=0.002, weight_decay=0.0, schedule="constant", device="cpu"
+    )
+
+
+def calibrate(epoch_seconds: float, epochs: int) -> int:
+    """Training samples per trial so that one epoch takes ≈ ``epoch_seconds`` on one thread."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        probe = 4096
+        config = ExperimentConfig(
+            dataset=data_config(probe), model=ModelConfig(name="mlp"), training=training_config(3), mixup=MixupConfig()
+        )
+        times = [m[M.EPOCH_SECONDS] for m in Trainer(config).epochs()]
+        per_sample = min(times[1:]) / probe  # the first epoch warms up
+    finally:
+        torch.set_num_threads(threads)
+    return max(BATCH, round(epoch_seconds / per_sample / BATCH) * BATCH)
+
+
+def study_spec(num_train: int, epochs: int, trials: int) -> Any:
+    from studies.spec import StudySpec
+
+    seeds = max(1, trials // len(ALPHAS))
+    alphas = list(ALPHAS[: max(1, min(len(ALPHAS), trials))])
+    return StudySpec.model_validate(
+        {
+            "name": "study-overhead",
+            "dataset": data_config(num_train).model_dump(mode="json"),
+            "model": {"name": "mlp"},
+            "training": training_config(epochs).model_dump(mode="json"),
+            "mixup": {"alpha": 1.0},
+            "search": {"algorithm": "grid", "space": {"alpha": alphas}, "seeds": list(range(seeds))},
+            "scheduler": {"name": "fifo"},
+            "metric": M.MEDIAN_TEST_ERROR,
+            "resources": {"cpu": 1},
+            "max_concurrent_trials": CONCURRENCY,
+        }
+    )
+
+
+def trial_work(outcome: Any, tracking_uri: str) -> tuple[float, int, int]:
+    """Σ epoch_seconds over every trial's MLflow metric history; also the trial and epoch counts."""
+    from mlflow.tracking import MlflowClient
+
+    from studies.tracking import existing_trial_runs
+
+    client = MlflowClient(tracking_uri)
+    runs = existing_trial_runs(client, outcome.mlflow)
+    total, epochs = 0.0, 0
+    for run_id in runs.values():
+        history = client.get_metric_history(run_id, M.EPOCH_SECONDS)
+        total += sum(m.value for m in history)
+        epochs += len(history)
+    return total, len(runs), epochs
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    epochs = args.epochs
+    num_train = calibrate(args.trial_seconds / epochs, epochs)
+    home = Path(tempfile.mkdtemp(prefix="mxso-"))  # short: Ray's socket paths live under its temp dir
+    os.environ["MIXUP_STUDIES_HOME"] = str(home)
+    try:
+        import ray
+
+        from studies.engine import init_ray, run_study
+        from studies.settings import StudySettings
+
+        settings = StudySettings(home=home, ray_num_cpus=CONCURRENCY, ray_temp_dir=home / "ray")
+        spec = study_spec(num_train, epochs, args.trials)
+        init_ray(settings)
+        try:
+            started = time.perf_counter()
+            outcome = run_study(spec, settings=settings)
+            wall = time.perf_counter() - started
+        finally:
+            ray.shutdown()
+        work, trials, trial_epochs = trial_work(outcome, settings.resolved_tracking_uri)
+        if outcome.status != "succeeded" or trials != len(outcome.trials):
+            raise RuntimeError(f"the study ended {outcome.status} with {trials} trial runs: {outcome.notes}")
+        ideal = work / CONCURRENCY
+        return {
+            "benchmark": "study_overhead",
+            "quick": args.quick,
+            "wall_over_ideal": round(wall / ideal, 4),
+            "mlflow_share": round(outcome.mlflow_seconds / work, 5),
+            "wall_s": round(wall, 3),
+            "ideal_s": round(ideal, 3),
+            "trial_work_s": round(work, 3),
+            "mlflow_s": round(outcome.mlflow_seconds, 4),
+            "trials": trials,
+            "trial_epochs": trial_epochs,
+            "epochs": epochs,
+            "train_samples": num_train,
+            "mean_trial_s": round(work / trials, 3),
+            "concurrency": CONCURRENCY,
+            "machine": machine(),
+            "torch": torch.__version__,
+            "ray": ray.__version__,
+        }
+    finally:
+        shutil.rmtree(home, ignore_errors=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--trials", type=int, default=16)
+    parser.add_argument("--epochs", type=int, default=4)
+    parser.add_argument("--trial-seconds", type=float, default=2.0, help="training time of one trial")
+    parser.add_argument("--quick", action="store_true", help="a smoke run: 4 trials of ≈0.5 s, 2 epochs")
+    args = parser.parse_args()
+    if args.quick:
+        args.trials, args.epochs, args.trial_seconds = 4, 2, 0.5
+    # Ray and Tune print to stdout; the JSON line must be the last line there.
+    with contextlib.redirect_stdout(io.StringIO()) as captured:
+        result = run(args)
+    noise = captured.getvalue()
+    if noise.strip():
+        print(noise, file=__import__("sys").stderr, end="")
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,67 @@
+# syntax=docker/dockerfile:1.7
+# The REST service (service/), without CUDA.
+#
+# Build from the repository root:
+#   docker build -f docker/api.Dockerfile -t mixup-studies/api .
+#
+# Why torch is here at all: `studies.spec` composes mixup_core's config models
+# (spec validation happens in the API) and mixup_core imports torch, so the
+# API needs torch — but only the CPU wheel (~200 MB instead of ~3 GB of CUDA).
+# Ray is needed for the Ray Jobs launcher (ray.job_submission), MLflow for
+# reading trials and reports; all come from pyproject.toml, so the image can
+# never drift from what the tests ran.
+ARG PYTHON_IMAGE=python:3.11.11-slim-bookworm
+
+# ---------------------------------------------------------------- builder ----
+FROM ${PYTHON_IMAGE} AS builder
+ARG TORCH_VERSION=2.14.1
+ARG TORCHVISION_VERSION=0.29.1
+ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu
+ARG RAY_VERSION=2.60.0
+ARG MLFLOW_VERSION=3.17.2
+ENV PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    VIRTUAL_ENV=/opt/venv \
+    PATH=/opt/venv/bin:$PATH
+# 1. torch first, from its own index, so `pip install .` finds it satisfied
+#    and never pulls the CUDA build from PyPI.
+RUN python -m venv /opt/venv \
+    && pip install --no-cache-dir --index-url "${TORCH_INDEX_URL}" \
+        "torch==${TORCH_VERSION}" "torchvision==${TORCHVISION_VERSION}"
+
+# 2. The project's dependencies from pyproject.toml alone: this layer is
+#    rebuilt only when pyproject.toml changes, not on every source edit.
+COPY pyproject.toml /src/pyproject.toml
+RUN python -c "import tomllib; deps = tomllib.load(open('/src/pyproject.toml', 'rb'))['project']['dependencies']; open('/tmp/requirements.txt', 'w').write('\n'.join(deps))" \
+    && pip install --no-cache-dir -r /tmp/requirements.txt \
+        "ray[tune,default]==${RAY_VERSION}" "mlflow==${MLFLOW_VERSION}" \
+        "torch==${TORCH_VERSION}" "torchvision==${TORCHVISION_VERSION}"
+
+# 3. The source last; --no-deps because everything is already there.
+COPY README.md /src/README.md
+COPY mixup_core /src/mixup_core
+COPY studies /src/studies
+COPY service /src/service
+RUN pip install --no-cache-dir --no-deps /src
+
+# ---------------------------------------------------------------- runtime ----
+FROM ${PYTHON_IMAGE} AS runtime
+ENV VIRTUAL_ENV=/opt/venv \
+    PATH=/opt/venv/bin:$PATH \
+    PYTHONUNBUFFERED=1 \
+    PYTHONDONTWRITEBYTECODE=1 \
+    MIXUP_STUDIES_HOME=/var/lib/mixup-studies \
+    MIXUP_STUDIES_DATA_DIR=/data
+RUN groupadd --system --gid 1000 app \
+    && useradd --system --uid 1000 --gid app --home-dir /home/app --create-home app \
+    && mkdir -p /var/lib/mixup-studies /data \
+    && chown app:app /var/lib/mixup-studies /data
+COPY --from=builder /opt/venv /opt/venv
+USER 1000:1000
+WORKDIR /home/app
+EXPOSE 8000
+VOLUME ["/var/lib/mixup-studies", "/data"]
+HEALTHCHECK --interval=15s --timeout=5s --start-period=60s --retries=5 \
+    CMD ["python", "-c", "import sys, urllib.request; sys.exit(0 if urllib.request.urlopen('http://127.0.0.1:8000/healthz', timeout=4).status == 200 else 1)"]
+# Alembic migrations run on start (upgrading = pulling a new image and restarting).
+CMD ["mixup-studies", "serve", "--host", "0.0.0.0", "--port", "8000"]

@@ -1,0 +1,30 @@
+"""The FastAPI application factory."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+from sqlalchemy import Engine
+
+from service.api import errors, health, studies
+from service.api.limits import BodySizeLimit
+from service.db import make_engine, session_factory
+from service.settings import ServiceSettings
+
+
+def create_app(settings: ServiceSettings | None = None, engine: Engine | None = None) -> FastAPI:
+    """The REST API over ``settings``' database (or ``engine``); migrations are the caller's job (``serve``)."""
+    settings = settings or ServiceSettings()
+    engine = engine or make_engine(settings.resolved_database_url)
+    app = FastAPI(
+        title="mixup-studies",
+        version="1",
+        description="Submit MixUp hyperparameter studies, watch them run on Ray Tune, compare them in MLflow.",
+    )
+    app.state.settings = settings
+    app.state.engine = engine
+    app.state.sessions = session_factory(engine)
+    app.include_router(health.router)
+    app.include_router(studies.router)
+    errors.install(app)
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    return app

@@ -1,0 +1,137 @@
+"""``/api/v1/studies``: thin handlers over :mod:`service.repository`."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Query, Response
+from fastapi.responses import JSONResponse
+
+from service import repository, schemas
+from service.api.deps import SessionDep, SettingsDep, UserDep
+from service.errors import BadSpec, NotFound
+from service.settings import ServiceSettings
+from studies.report import StudyReport, build_report, render_markdown, render_plot_png
+from studies.spec import StudySpec
+
+router = APIRouter(prefix="/api/v1/studies", tags=["studies"])
+ERRORS: dict[int | str, dict[str, Any]] = {
+    code: {"model": schemas.Problem, "description": text}
+    for code, text in {
+        401: "Missing or invalid token",
+        404: "No such study (or not yours)",
+        422: "Invalid request; every invalid field is named",
+    }.items()
+}
+StudyStatusQuery = Annotated[schemas.StudyStatus | None, Query(description="Only studies in this state.")]
+
+
+def check_allowed(spec: StudySpec, settings: ServiceSettings) -> None:
+    """Beyond the schema: datasets may only live under the configured data root."""
+    if spec.dataset.data_dir is None:
+        return
+    root = settings.resolved_data_dir.resolve()
+    wanted = (root / spec.dataset.data_dir).resolve()
+    if not wanted.is_relative_to(root):
+        raise BadSpec([("dataset.data_dir", f"must be inside the data root, got {str(spec.dataset.data_dir)!r}")])
+
+
+@router.post(
+    "",
+    status_code=201,
+    response_model=schemas.StudyDetail,
+    responses={
+        **ERRORS,
+        413: {"model": schemas.Problem},
+        422: {"model": schemas.Problem},
+        429: {"model": schemas.Problem, "description": "Too many queued studies"},
+    },
+)
+def submit_study(spec: StudySpec, session: SessionDep, user: UserDep, settings: SettingsDep) -> schemas.StudyDetail:
+    """Queue a study (a StudySpec); it starts when a slot is free."""
+    check_allowed(spec, settings)
+    study = repository.submit(session, user, spec, settings.max_queued_per_user)
+    session.commit()
+    return schemas.detail(study, settings.mlflow_ui_url)
+
+
+@router.get("", response_model=schemas.StudyPage, responses=ERRORS)
+def list_studies(
+    session: SessionDep,
+    user: UserDep,
+    status: StudyStatusQuery = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    offset: Annotated[int, Query(ge=0, le=2**31 - 1)] = 0,
+) -> schemas.StudyPage:
+    """Your studies (all of them for admins), newest first."""
+    rows, total = repository.page(session, user, status, limit, offset)
+    return schemas.StudyPage(items=[schemas.summary(s) for s in rows], total=total, limit=limit, offset=offset)
+
+
+@router.get("/{study_id}", response_model=schemas.StudyDetail, responses=ERRORS)
+def get_study(study_id: str, session: SessionDep, user: UserDep, settings: SettingsDep) -> schemas.StudyDetail:
+    """Spec, status, timestamps, trial counts by state, best trial so far, MLflow ids and links."""
+    return schemas.detail(repository.get(session, user, study_id), settings.mlflow_ui_url)
+
+
+@router.get("/{study_id}/trials", response_model=schemas.TrialList, responses=ERRORS)
+def get_trials(study_id: str, session: SessionDep, user: UserDep) -> schemas.TrialList:
+    """Per-trial configuration, state, latest and final metrics."""
+    return schemas.trial_list(repository.get(session, user, study_id))
+
+
+@router.get(
+    "/{study_id}/report",
+    response_model=StudyReport,
+    responses={
+        **ERRORS,
+        200: {
+            "content": {
+                "text/markdown": {"schema": {"type": "string"}},
+                "image/png": {"schema": {"type": "string", "format": "binary"}},
+            }
+        },
+    },
+)
+def get_report(
+    study_id: str,
+    session: SessionDep,
+    user: UserDep,
+    format: Annotated[Literal["json", "md", "png"], Query(description="json, md (Markdown) or png (α plot).")] = "json",
+) -> Response:
+    """The paper-style report (leaderboard, factor table, α curve); live while the study runs."""
+    study = repository.get(session, user, study_id)
+    report = build_report(StudySpec.model_validate(study.spec), repository.trial_records(study), study.id)
+    if format == "md":
+        return Response(render_markdown(report), media_type="text/markdown")
+    if format == "png":
+        png = render_plot_png(report)
+        if png is None:
+            raise NotFound(f"study {study_id!r} has no α curve to plot (yet)")
+        return Response(png, media_type="image/png")
+    return JSONResponse(report.model_dump(mode="json"))
+
+
+@router.post(
+    "/{study_id}/cancel",
+    response_model=schemas.StudyDetail,
+    responses={**ERRORS, 409: {"model": schemas.Problem, "description": "Already ended"}},
+)
+def cancel_study(study_id: str, session: SessionDep, user: UserDep, settings: SettingsDep) -> schemas.StudyDetail:
+    """Cancel: a queued study at once; a running one is stopped gracefully (its Tune state stays resumable)."""
+    study = repository.request_cancel(session, user, study_id)
+    session.commit()
+    return schemas.detail(study, settings.mlflow_ui_url)
+
+
+@router.delete(
+    "/{study_id}", status_code=204, responses={**ERRORS, 409: {"model": schemas.Problem, "description": "Not finished"}}
+)
+def delete_study(study_id: str, session: SessionDep, user: UserDep) -> Response:
+    """Forget a finished study (its MLflow runs and Tune results stay)."""
+    repository.delete(session, user, study_id)
+    session.commit()
+    return Response(status_code=204)
+
+
+__all__ = ["router"]

@@ -1,0 +1,110 @@
+"""Local launcher: each study driver is its own OS process (with its own local Ray) on this machine.
+
+The driver runs in its own session, so stopping or killing the service does not
+touch it, and a restarted service re-attaches to it by PID. A handle is
+``"<pid>:<start time>"``; the start time (from ``/proc``) guards against a
+recycled PID. The handle is also written to a pid file before the launch is
+recorded, so a crash in between cannot start the study twice.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+from service.errors import LaunchError
+from service.launchers.base import DriverState, Launch, Launcher, clean_environ, spec_text
+from service.settings import ServiceSettings
+
+
+def process_start_time(pid: int) -> str | None:
+    """The process's start time in clock ticks since boot, or None when it is gone or a zombie."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except (FileNotFoundError, ProcessLookupError, PermissionError):
+        return None
+    fields = stat.rsplit(")", 1)[1].split()
+    if fields[0] in ("Z", "X"):
+        return None
+    return fields[19]  # field 22 of /proc/PID/stat; fields[0] is field 3
+
+
+class LocalLauncher(Launcher):
+    name = "local"
+
+    def __init__(self, settings: ServiceSettings) -> None:
+        super().__init__(settings)
+        self._children: dict[int, subprocess.Popen[bytes]] = {}
+
+    def _paths(self, launch: Launch) -> tuple[Path, Path, Path]:
+        run_dir = self.settings.home_dir / "drivers"
+        return (
+            self.settings.specs_dir / f"{launch.study_id}.json",
+            self.settings.logs_dir / f"{launch.study_id}.log",
+            run_dir / f"{launch.study_id}.attempt{launch.attempt}.pid",
+        )
+
+    def launch(self, launch: Launch) -> str:
+        spec_path, log_path, pid_path = self._paths(launch)
+        for folder in (spec_path.parent, log_path.parent, pid_path.parent):
+            folder.mkdir(parents=True, exist_ok=True)
+        spec_path.write_text(spec_text(launch.spec))
+        env = {**clean_environ(), **self.driver_env()}
+        try:
+            with open(log_path, "ab") as log:
+                log.write(f"=== attempt {launch.attempt}\n".encode())
+                log.flush()
+                popen = subprocess.Popen(
+                    [sys.executable, *self.driver_args(str(spec_path), launch)],
+                    stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                    env=env, cwd=self.settings.home_dir, start_new_session=True,
+                )  # fmt: skip
+        except OSError as error:
+            raise LaunchError(f"could not start the study driver: {error}") from error
+        self._children[popen.pid] = popen
+        handle = f"{popen.pid}:{process_start_time(popen.pid) or '?'}"
+        pid_path.write_text(handle)
+        return handle
+
+    def find(self, launch: Launch) -> str | None:
+        pid_path = self._paths(launch)[2]
+        return pid_path.read_text().strip() if pid_path.exists() else None
+
+    @staticmethod
+    def _parse(handle: str) -> tuple[int, str]:
+        pid, _, started = handle.partition(":")
+        return int(pid), started
+
+    def _alive(self, handle: str) -> bool:
+        pid, started = self._parse(handle)
+        now = process_start_time(pid)
+        return now is not None and (started in ("", "?") or now == started)
+
+    def poll(self, handle: str) -> DriverState:
+        pid, _ = self._parse(handle)
+        child = self._children.get(pid)
+        if child is not None:
+            code = child.poll()
+            if code is None:
+                return DriverState("running")
+            del self._children[pid]
+            # A negative code is death by a signal: not an outcome the driver chose.
+            return DriverState("exited", code) if code >= 0 else DriverState("lost", None, f"killed by signal {-code}")
+        return DriverState("running") if self._alive(handle) else DriverState("lost")
+
+    def stop(self, handle: str) -> None:
+        pid, _ = self._parse(handle)
+        if self._alive(handle):
+            # The driver only, not its group: its local Ray's processes are Tune's to shut down.
+            os.kill(pid, signal.SIGINT)
+
+    def logs(self, study_id: str, handle: str, tail: int = 4000) -> str:
+        del handle  # every attempt of a study appends to one file
+        path = self.settings.logs_dir / f"{study_id}.log"
+        try:
+            return path.read_text(errors="replace")[-tail:]
+        except FileNotFoundError:
+            return ""

@@ -1,0 +1,131 @@
+"""Every read and write of studies, as small functions over a Session.
+
+Ownership is enforced here: a user sees (and cancels, deletes) only their own
+studies and gets :class:`~service.errors.NotFound` for anyone else's, exactly
+as for an id that does not exist; admins see all. Callers commit.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import asdict
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from service.errors import Conflict, NotFound, QuotaExceeded
+from service.models import CANCELLED, FINAL_STATUSES, QUEUED, RUNNING, Study, User, utcnow
+from studies.records import TrialRecord
+from studies.space import trial_count
+from studies.spec import StudySpec
+
+
+def new_study_id(name: str) -> str:
+    """Readable and unique: the spec's name, the UTC time and a random suffix."""
+    return f"{name}-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}-{uuid.uuid4().hex[:6]}"
+
+
+def submit(session: Session, owner: User, spec: StudySpec, max_queued: int) -> Study:
+    """Queue a study for ``owner``; :class:`QuotaExceeded` when they already have ``max_queued`` queued."""
+    queued = session.scalar(
+        select(func.count()).select_from(Study).where(Study.owner_id == owner.id, Study.status == QUEUED)
+    )
+    if (queued or 0) >= max_queued:
+        raise QuotaExceeded(f"user {owner.name!r} already has {queued} queued studies (limit {max_queued})")
+    study = Study(
+        id=new_study_id(spec.name),
+        owner_id=owner.id,
+        name=spec.name,
+        spec=spec.model_dump(mode="json"),
+        trials_total=trial_count(spec),
+        status=QUEUED,
+        cancel_requested=False,
+        attempts=0,
+        stop_sent=False,
+    )
+    session.add(study)
+    session.flush()
+    return study
+
+
+def get(session: Session, user: User, study_id: str) -> Study:
+    """The study, if ``user`` may see it."""
+    study = session.scalar(select(Study).where(Study.id == study_id))
+    if study is None or not (user.is_admin or study.owner_id == user.id):
+        raise NotFound(f"no study {study_id!r}")
+    return study
+
+
+def page(
+    session: Session, user: User, status: str | None = None, limit: int = 50, offset: int = 0
+) -> tuple[list[Study], int]:
+    """One page of the studies ``user`` may see, newest first, and how many there are in all."""
+    where = [] if user.is_admin else [Study.owner_id == user.id]
+    if status is not None:
+        where.append(Study.status == status)
+    total = session.scalar(select(func.count()).select_from(Study).where(*where)) or 0
+    rows = session.scalars(select(Study).where(*where).order_by(Study.seq.desc()).limit(limit).offset(offset))
+    return list(rows), total
+
+
+def request_cancel(session: Session, user: User, study_id: str) -> Study:
+    """Cancel now when queued; ask the dispatcher to stop the driver when running; Conflict when final."""
+    study = get(session, user, study_id)
+    if study.status in FINAL_STATUSES:
+        raise Conflict(f"study {study_id!r} already ended ({study.status}); nothing to cancel")
+    study.cancel_requested = True
+    if study.status == QUEUED:
+        finish(study, CANCELLED)
+    return study
+
+
+def delete(session: Session, user: User, study_id: str) -> None:
+    study = get(session, user, study_id)
+    if study.status not in FINAL_STATUSES:
+        raise Conflict(f"study {study_id!r} is {study.status}; cancel it first, or wait until it ends")
+    session.delete(study)
+
+
+# -- the dispatcher's side -----------------------------------------------------------------
+
+
+def queued_in_order(session: Session, limit: int) -> list[Study]:
+    return list(session.scalars(select(Study).where(Study.status == QUEUED).order_by(Study.seq).limit(limit)))
+
+
+def running(session: Session) -> list[Study]:
+    return list(session.scalars(select(Study).where(Study.status == RUNNING).order_by(Study.seq)))
+
+
+def mark_running(study: Study, launcher: str, handle: str) -> None:
+    study.status = RUNNING
+    study.launcher = launcher
+    study.handle = handle
+    study.attempts += 1
+    study.started_at = study.started_at or utcnow()
+
+
+def finish(study: Study, status: str, exit_code: int | None = None, error: str | None = None) -> None:
+    assert status in FINAL_STATUSES, status
+    study.status = status
+    study.exit_code = exit_code
+    study.error = error
+    study.finished_at = utcnow()
+
+
+def store_progress(study: Study, experiment_id: str, parent_run_id: str, trials: list[TrialRecord]) -> None:
+    study.experiment_id = experiment_id
+    study.parent_run_id = parent_run_id
+    study.trials = [asdict(t) for t in trials]
+    study.progress_at = utcnow()
+
+
+def trial_records(study: Study) -> list[TrialRecord]:
+    return [TrialRecord(**_record_fields(t)) for t in study.trials or []]
+
+
+def _record_fields(raw: dict[str, Any]) -> dict[str, Any]:
+    names = TrialRecord.__dataclass_fields__
+    return {k: v for k, v in raw.items() if k in names}

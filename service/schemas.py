@@ -1,0 +1,152 @@
+"""Request and response bodies of the REST API (their JSON Schema is the OpenAPI schema at /docs)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+from mixup_core import metrics
+from service.models import Study
+from service.repository import trial_records
+from studies.records import TrialRecord
+
+StudyStatus = Literal["queued", "running", "succeeded", "failed", "cancelled"]
+
+
+class Trial(BaseModel):
+    """One trial: configuration, state, latest metrics (final ones once it ended)."""
+
+    trial_id: str
+    params: dict[str, Any]
+    status: Literal["pending", "running", "finished", "stopped", "failed"]
+    epochs: int = Field(description="Epochs completed.")
+    metrics: dict[str, float] = Field(description="Latest value of every metric (final ones once it ended).")
+    error: str | None = None
+    run_id: str | None = Field(None, description="The trial's nested MLflow run.")
+
+
+class BestTrial(BaseModel):
+    trial_id: str
+    metric: str
+    value: float
+    params: dict[str, Any]
+    status: str
+
+
+class MlflowInfo(BaseModel):
+    experiment_id: str | None = None
+    parent_run_id: str | None = None
+    experiment_url: str | None = None
+    run_url: str | None = None
+
+
+class StudySummary(BaseModel):
+    id: str
+    name: str
+    owner: str
+    status: StudyStatus
+    cancel_requested: bool
+    created_at: datetime
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    trials_total: int = Field(description="Trials the spec expands to.")
+    trial_counts: dict[str, int] = Field(description="Trials by state: pending, running, finished, stopped, failed.")
+
+
+class StudyDetail(StudySummary):
+    spec: dict[str, Any]
+    attempts: int = Field(description="Driver launches (the first plus resumes).")
+    error: str | None = None
+    best_trial: BestTrial | None = None
+    mlflow: MlflowInfo
+
+
+class StudyPage(BaseModel):
+    items: list[StudySummary]
+    total: int
+    limit: int
+    offset: int
+
+
+class TrialList(BaseModel):
+    study_id: str
+    status: StudyStatus
+    trials: list[Trial]
+
+
+class Problem(BaseModel):
+    """Every 4xx/5xx body."""
+
+    detail: str
+    errors: list[dict[str, Any]] | None = Field(None, description="Per field: loc, msg, type (422 only).")
+
+
+def _aware(moment: datetime | None) -> datetime | None:
+    # SQLite hands back naive datetimes; everything stored is UTC.
+    return moment.replace(tzinfo=UTC) if moment is not None and moment.tzinfo is None else moment
+
+
+def trial_counts(trials: list[TrialRecord], total: int) -> dict[str, int]:
+    counts = dict.fromkeys(("pending", "running", "finished", "stopped", "failed"), 0)
+    for trial in trials:
+        counts[trial.status] = counts.get(trial.status, 0) + 1
+    # Trials Tune has not created yet are pending too.
+    counts["pending"] += max(0, total - len(trials))
+    return counts
+
+
+def best_trial(spec: dict[str, Any], trials: list[TrialRecord]) -> BestTrial | None:
+    metric = spec.get("metric") or metrics.MEDIAN_TEST_ERROR
+    mode = spec.get("mode") or ("min" if metric in metrics.LOWER_IS_BETTER else "max")
+    scored = [t for t in trials if t.status != "failed" and isinstance(t.metrics.get(metric), int | float)]
+    if not scored:
+        return None
+    sign = 1.0 if mode == "min" else -1.0
+    best = min(scored, key=lambda t: sign * t.metrics[metric])
+    return BestTrial(
+        trial_id=best.trial_id, metric=metric, value=best.metrics[metric], params=best.params, status=best.status
+    )
+
+
+def summary(study: Study) -> StudySummary:
+    return StudySummary(**_summary_fields(study, trial_records(study)))
+
+
+def _summary_fields(study: Study, trials: list[TrialRecord]) -> dict[str, Any]:
+    return {
+        "id": study.id,
+        "name": study.name,
+        "owner": study.owner.name,
+        "status": study.status,
+        "cancel_requested": study.cancel_requested,
+        "created_at": _aware(study.created_at),
+        "started_at": _aware(study.started_at),
+        "finished_at": _aware(study.finished_at),
+        "trials_total": study.trials_total,
+        "trial_counts": trial_counts(trials, study.trials_total),
+    }
+
+
+def detail(study: Study, mlflow_ui_url: str | None) -> StudyDetail:
+    trials = trial_records(study)
+    info = MlflowInfo(experiment_id=study.experiment_id, parent_run_id=study.parent_run_id)
+    if mlflow_ui_url and study.experiment_id:
+        base = mlflow_ui_url.rstrip("/")
+        info.experiment_url = f"{base}/#/experiments/{study.experiment_id}"
+        if study.parent_run_id:
+            info.run_url = f"{base}/#/experiments/{study.experiment_id}/runs/{study.parent_run_id}"
+    return StudyDetail(
+        **_summary_fields(study, trials),
+        spec=study.spec,
+        attempts=study.attempts,
+        error=study.error,
+        best_trial=best_trial(study.spec, trials),
+        mlflow=info,
+    )
+
+
+def trial_list(study: Study) -> TrialList:
+    trials = [Trial(**t.__dict__) for t in trial_records(study)]
+    return TrialList(study_id=study.id, status=study.status, trials=trials)

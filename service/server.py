@@ -1,0 +1,108 @@
+"""``mixup-studies serve``: migrations, bootstrap admin token, dispatcher, MLflow UI, and the API under uvicorn."""
+
+from __future__ import annotations
+
+import logging
+import socket
+import subprocess
+import sys
+from contextlib import suppress
+
+import uvicorn
+from rich.console import Console
+
+from service import auth
+from service.api import create_app
+from service.db import make_engine, migrate, session_factory
+from service.dispatcher import Dispatcher
+from service.launchers import make_launcher
+from service.launchers.base import clean_environ
+from service.settings import ServiceSettings
+
+log = logging.getLogger(__name__)
+console = Console(stderr=True)
+
+
+def bootstrap_admin(settings: ServiceSettings, sessions: object) -> str | None:
+    """Ensure an admin exists; return a new token to print once (None when one existed or was configured)."""
+    with sessions() as session:  # type: ignore[operator]
+        if settings.admin_token is not None:
+            auth.create_token(session, "admin", admin=True, secret=settings.admin_token.get_secret_value())
+            session.commit()
+            return None
+        if auth.has_admin(session):
+            return None
+        token = auth.create_token(session, "admin", admin=True)
+        session.commit()
+        return token
+
+
+def _port_free(host: str, port: int) -> bool:
+    with socket.socket() as sock:
+        return sock.connect_ex((host, port)) != 0
+
+
+def start_mlflow_ui(settings: ServiceSettings, host: str) -> subprocess.Popen[bytes] | None:
+    """The MLflow UI over the local store, beside the API (local launcher only)."""
+    port = settings.mlflow_ui_port
+    remote_store = settings.resolved_tracking_uri.startswith(("http://", "https://"))
+    if settings.launcher != "local" or port == 0 or remote_store:
+        return None
+    if not _port_free(host, port):
+        console.print(f"[yellow]port {port} is busy; not starting the MLflow UI[/yellow]")
+        return None
+    settings.logs_dir.mkdir(parents=True, exist_ok=True)
+    settings.artifact_root.mkdir(parents=True, exist_ok=True)
+    args = [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", settings.resolved_tracking_uri,
+            "--host", host, "--port", str(port), "--workers", "1"]  # fmt: skip
+    with open(settings.logs_dir / "mlflow-ui.log", "ab") as out:
+        return subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, env=clean_environ(),
+                                start_new_session=True)  # fmt: skip
+
+
+def _stop(proc: subprocess.Popen[bytes] | None) -> None:
+    if proc is None or proc.poll() is not None:
+        return
+    import os
+    import signal
+
+    with suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        with suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+
+
+def serve(host: str = "127.0.0.1", port: int = 8000, settings: ServiceSettings | None = None) -> None:
+    """Run the service until interrupted. Running study drivers are left running; the next start re-attaches."""
+    settings = settings or ServiceSettings()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    settings.home_dir.mkdir(parents=True, exist_ok=True)
+    engine = make_engine(settings.resolved_database_url)
+    migrate(engine)
+    sessions = session_factory(engine)
+    token = bootstrap_admin(settings, sessions)
+    ui = start_mlflow_ui(settings, host)
+    if ui is not None and settings.mlflow_ui_url is None:
+        settings.mlflow_ui_url = f"http://{host}:{settings.mlflow_ui_port}"
+    launcher = make_launcher(settings)
+    dispatcher = Dispatcher(settings, sessions, launcher)
+    app = create_app(settings, engine)
+    base = f"http://{host}:{port}"
+    console.print(f"mixup-studies API on [bold]{base}[/bold] (docs: {base}/docs); launcher {settings.launcher}; "
+                  f"home {settings.home_dir}")  # fmt: skip
+    if settings.mlflow_ui_url:
+        console.print(f"MLflow UI: {settings.mlflow_ui_url}")
+    if token is not None:
+        console.print(f"admin token (shown once): [bold]{token}[/bold]", highlight=False)
+        console.print(f"try: export MIXUP_STUDIES_URL={base} MIXUP_STUDIES_TOKEN={token}\n"
+                      "     mixup-studies submit studies/presets/smoke.yaml --watch", highlight=False)  # fmt: skip
+    dispatcher.start()
+    try:
+        uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
+    finally:
+        dispatcher.stop()
+        _stop(ui)
+        engine.dispose()

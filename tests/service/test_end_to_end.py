@@ -1,0 +1,148 @@
+"""End to end with real parts: `mixup-studies serve` as a process, the smoke preset, a local Ray, MLflow.
+
+Also restart safety: kill the service (SIGKILL) mid-study, start it again, and the study finishes
+exactly once (the driver is re-attached, not relaunched; MLflow holds one run per trial).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import yaml
+from mlflow.tracking import MlflowClient
+
+from studies.specfile import preset_path
+from studies.tracking import PARENT_TAG, STUDY_ID_TAG
+from tests.support.processes import Proc, free_port, start_process, stop_process, wait_for_http, wait_until
+
+pytestmark = pytest.mark.slow
+REPO = Path(__file__).resolve().parents[2]
+TOKEN = "mxs_end-to-end-admin-token"
+
+
+@dataclass
+class Service:
+    home: Path
+    url: str
+    env: dict[str, str]
+    proc: Proc | None = None
+
+    def start(self) -> None:
+        port = self.url.rsplit(":", 1)[1]
+        args = [sys.executable, "-m", "service.cli", "serve", "--port", port]
+        self.proc = start_process(args, self.home / "serve.log", env=self.env, cwd=REPO, name="serve")
+        wait_for_http(f"{self.url}/healthz", 120, self.proc)
+
+    def client(self) -> httpx.Client:
+        return httpx.Client(base_url=self.url, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=30)
+
+    def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
+        env = {**self.env, "MIXUP_STUDIES_URL": self.url, "MIXUP_STUDIES_TOKEN": TOKEN}
+        return subprocess.run([sys.executable, "-m", "service.cli", *args], env=env, cwd=REPO, capture_output=True,
+                              text=True, timeout=120)  # fmt: skip
+
+
+@pytest.fixture
+def service(tmp_path: Path) -> Iterator[Service]:
+    ray_tmp = Path(tempfile.mkdtemp(prefix="r", dir="/tmp"))
+    env = {
+        **os.environ,
+        "MIXUP_STUDIES_HOME": str(tmp_path / "home"),
+        "MIXUP_STUDIES_ADMIN_TOKEN": TOKEN,
+        "MIXUP_STUDIES_RAY_NUM_CPUS": "2",
+        "MIXUP_STUDIES_RAY_TEMP_DIR": str(ray_tmp),
+        "MIXUP_STUDIES_MLFLOW_UI_PORT": str(free_port()),
+        "MIXUP_STUDIES_POLL_INTERVAL_S": "0.5",
+        "RAY_USAGE_STATS_ENABLED": "0",
+    }
+    env.pop("RAY_ADDRESS", None)
+    running = Service(tmp_path / "home", f"http://127.0.0.1:{free_port()}", env)
+    running.home.mkdir(parents=True)
+    yield running
+    if running.proc is not None:
+        stop_process(running.proc, grace_s=15)
+    # The driver outlives the service by design; end ours (found by its PID file) if a test failed midway.
+    for pid_file in (running.home / "drivers").glob("*.pid"):
+        pid = int(pid_file.read_text().split(":")[0])
+        stop_process(pid, grace_s=30, sig=signal.SIGINT)
+
+
+def smoke_spec() -> dict[str, Any]:
+    return dict(yaml.safe_load(preset_path("smoke").read_text()))
+
+
+def wait_status(service: Service, study_id: str, wanted: set[str], timeout_s: float) -> dict[str, Any]:
+    def check() -> dict[str, Any] | None:
+        with service.client() as client:
+            body = client.get(f"/api/v1/studies/{study_id}").json()
+        return body if body["status"] in wanted else None
+
+    return wait_until(check, timeout_s, 1.0, f"study {study_id} to be {wanted}")
+
+
+def nested_runs(service: Service, study: dict[str, Any]) -> list[Any]:
+    client = MlflowClient(f"sqlite:///{service.home / 'mlflow.db'}")
+    parent = study["mlflow"]["parent_run_id"]
+    return client.search_runs([study["mlflow"]["experiment_id"]], filter_string=f"tags.`{PARENT_TAG}` = '{parent}'")
+
+
+def test_smoke_study_over_http_end_to_end(service: Service) -> None:
+    service.start()
+    with service.client() as client:
+        created = client.post("/api/v1/studies", json=smoke_spec())
+        assert created.status_code == 201, created.text
+        study_id = created.json()["id"]
+        assert client.get("/readyz").json()["checks"]["database"] == "ok"
+    study = wait_status(service, study_id, {"succeeded", "failed", "cancelled"}, 400)
+    assert study["status"] == "succeeded", (study.get("error"), service.proc and service.proc.log_text())
+    assert study["trials_total"] == 6
+    counts = study["trial_counts"]
+    # Every trial ran and none failed. (Final trial states are the driver's MLflow tags; see the report.)
+    assert counts["pending"] == 0 and counts["failed"] == 0, counts
+    assert study["best_trial"]["metric"] == "median_test_error"
+    assert 0 <= study["best_trial"]["value"] < 50  # digits with an MLP: far better than chance (90 %)
+    with service.client() as client:
+        trials = client.get(f"/api/v1/studies/{study_id}/trials").json()["trials"]
+        report = client.get(f"/api/v1/studies/{study_id}/report").json()
+        markdown = client.get(f"/api/v1/studies/{study_id}/report", params={"format": "md"}).text
+    assert len(trials) == 6
+    assert {t["params"]["layer"] for t in trials} == {"input", "feature_map"}
+    assert all(t["epochs"] >= 2 and "test_error" in t["metrics"] for t in trials)
+    assert report["leaderboard"][0]["value"] == study["best_trial"]["value"]
+    assert study_id in markdown or "median_test_error" in markdown
+    runs = nested_runs(service, study)
+    assert len(runs) == 6
+    assert {r.data.tags[STUDY_ID_TAG] for r in runs} <= {study_id} or all(PARENT_TAG in r.data.tags for r in runs)
+    shown = service.cli("status", study_id)
+    assert shown.returncode == 0, shown.stderr
+    assert "succeeded" in shown.stdout
+    listed = service.cli("trials", study_id)
+    assert listed.returncode == 0 and "feature_map" in listed.stdout
+
+
+def test_killing_the_service_mid_study_loses_and_repeats_nothing(service: Service) -> None:
+    service.start()
+    with service.client() as client:
+        study_id = client.post("/api/v1/studies", json=smoke_spec()).json()["id"]
+    wait_status(service, study_id, {"running"}, 120)
+    wait_until(lambda: (service.home / "mlflow.db").exists(), 120, 0.5, "the driver to open MLflow")
+    assert service.proc is not None
+    service.proc.popen.send_signal(signal.SIGKILL)  # the service only; the driver is in its own session
+    service.proc.popen.wait(10)
+    service.start()
+    study = wait_status(service, study_id, {"succeeded", "failed", "cancelled"}, 400)
+    assert study["status"] == "succeeded", study.get("error")
+    assert study["attempts"] == 1  # re-attached, not relaunched
+    assert len(nested_runs(service, study)) == 6  # every trial ran once
+    log = (service.home / "logs" / f"{study_id}.log").read_text()
+    assert log.count("=== attempt") == 1

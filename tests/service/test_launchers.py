@@ -1,0 +1,111 @@
+"""One contract test suite, run against both launchers: local processes and Ray Jobs on a real cluster.
+
+The driver is :mod:`tests.support.fake_driver` (the real driver's command line and exit codes, no
+training), so the suite tests the launchers themselves; the end-to-end test runs the real one.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from service.launchers import Launch, Launcher, make_launcher
+from service.settings import ServiceSettings
+from tests.support.processes import wait_until
+from tests.support.ray_cluster import REPO, RayCluster, ray_cluster
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[RayCluster]:
+    with ray_cluster(num_cpus=2, workers=1) as running:
+        yield running
+
+
+@pytest.fixture(params=["local", "ray_jobs"])
+def launcher(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Launcher:
+    monkeypatch.setenv("PYTHONPATH", str(REPO))
+    fields = {
+        "home": tmp_path / "home",
+        "results_uri": str(tmp_path / "results"),
+        "tracking_uri": f"sqlite:///{tmp_path / 'mlflow.db'}",
+        "driver_module": "tests.support.fake_driver",
+    }
+    if request.param == "ray_jobs":
+        running: RayCluster = request.getfixturevalue("cluster")
+        monkeypatch.setenv("RAY_AUTH_TOKEN", running.token)
+        fields.update(launcher="ray_jobs", ray_jobs_url=running.dashboard_url)
+    return make_launcher(ServiceSettings(**fields))
+
+
+def a_launch(name: str, description: str, attempt: int = 1) -> Launch:
+    spec = {"name": name, "description": description, "dataset": {"name": "uci:iris"}, "model": {"name": "mlp"}}
+    return Launch(study_id=f"{name}-{attempt}", spec=spec, user="alice", attempt=attempt)
+
+
+def wait_ended(launcher: Launcher, handle: str, timeout_s: float = 90.0):  # type: ignore[no-untyped-def]
+    return wait_until(lambda: (s := launcher.poll(handle)).state != "running" and s, timeout_s, 0.3, "driver end")
+
+
+def starts(launcher: Launcher, launch: Launch) -> list[str]:
+    path = Path(launcher.settings.resolved_results_uri) / launch.study_id / "starts.txt"
+    return path.read_text().splitlines() if path.exists() else []
+
+
+def test_a_driver_runs_to_success(launcher: Launcher) -> None:
+    launch = a_launch("ok", "sleep=1 exit=0")
+    handle = launcher.launch(launch)
+    assert launcher.poll(handle).state == "running"
+    assert launcher.find(launch) == handle
+    state = wait_ended(launcher, handle)
+    assert (state.state, state.exit_code) == ("exited", 0)
+    (line,) = starts(launcher, launch)
+    assert "resume=True user=alice" in line  # always resume-or-start, with the owner recorded
+    assert "done with exit code 0" in launcher.logs(launch.study_id, handle)
+
+
+def test_a_failed_study_reports_its_exit_code(launcher: Launcher) -> None:
+    launch = a_launch("bad", "sleep=0.2 exit=1")
+    state = wait_ended(launcher, launcher.launch(launch))
+    assert (state.state, state.exit_code) == ("exited", 1)
+
+
+def test_stop_is_graceful_and_ends_cancelled(launcher: Launcher) -> None:
+    launch = a_launch("stop", "sleep=120")
+    handle = launcher.launch(launch)
+    wait_until(lambda: starts(launcher, launch), 60, 0.2, "driver start")
+    launcher.stop(handle)
+    state = wait_ended(launcher, handle, 60)
+    assert (state.state, state.exit_code) == ("exited", 3)
+    assert "stopped by SIGINT" in launcher.logs(launch.study_id, handle)
+    progress = json.loads(
+        (Path(launcher.settings.resolved_results_uri) / launch.study_id / "progress.json").read_text()
+    )
+    assert progress["status"] == "cancelled"
+
+
+def test_a_restarted_service_finds_and_watches_a_running_driver(launcher: Launcher) -> None:
+    launch = a_launch("reattach", "sleep=3 exit=0")
+    handle = launcher.launch(launch)
+    again = make_launcher(launcher.settings)  # a new service process knows only what the database has
+    assert again.find(launch) == handle
+    assert again.poll(handle).state == "running"
+    state = wait_ended(again, handle)
+    # A local process that is not our child ends without a known exit code; the dispatcher then asks MLflow.
+    assert state.state in ("exited", "lost")
+    if state.state == "exited":
+        assert state.exit_code == 0
+
+
+def test_a_killed_driver_is_lost_not_succeeded(launcher: Launcher) -> None:
+    launch = a_launch("killed", "die_first=1 die_after=0.5 sleep=60")
+    state = wait_ended(launcher, launcher.launch(launch))
+    assert state.state == "lost" or (state.state == "exited" and state.exit_code not in (0, 1, 2, 3))
+
+
+def test_an_unlaunched_attempt_is_not_found(launcher: Launcher) -> None:
+    assert launcher.find(a_launch("never", "", attempt=7)) is None

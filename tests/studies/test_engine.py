@@ -1,0 +1,120 @@
+"""The study driver end to end: a real local Ray Tune run, logged to a real MLflow store or server."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+from studies.engine import run_study
+from studies.progress import read_progress
+from studies.records import TrialRecord
+from studies.settings import StudySettings
+from studies.specfile import parse_spec
+from studies.tracking import PARENT_TAG, STATUS_TAG
+
+pytestmark = pytest.mark.slow
+EPOCHS = 3
+
+
+def tiny_spec(**overrides: Any) -> dict[str, Any]:
+    data: dict[str, Any] = {
+        "name": "engine-test",
+        "dataset": {"name": "synthetic", "synthetic": {"num_train": 256, "num_test": 128}},
+        "model": {"name": "mlp"},
+        "training": {"epochs": EPOCHS, "batch_size": 32, "optimizer": "adam", "lr": 0.01, "device": "cpu"},
+        "search": {"space": {"alpha": [0.0, 1.0], "layer": ["input", "feature_map"]}},
+        "scheduler": {"name": "asha", "grace_period": 1, "reduction_factor": 2},
+        "max_concurrent_trials": 2,
+    }
+    data.update(overrides)
+    return data
+
+
+@pytest.mark.parametrize("store", ["sqlite", "server"])
+def test_a_study_runs_every_trial_and_records_it(
+    store: str, local_ray: None, settings: StudySettings, request: pytest.FixtureRequest
+) -> None:
+    if store == "server":
+        settings.tracking_uri = request.getfixturevalue("mlflow_server")
+    seen: list[list[TrialRecord]] = []
+    outcome = run_study(parse_spec(tiny_spec()), settings=settings, user="grace", on_progress=seen.append)
+
+    assert outcome.status == "succeeded"
+    assert len(outcome.trials) == 4
+    assert seen and len(seen[-1]) == 4
+    combos = {(t.params["alpha"], t.params["layer"]) for t in outcome.trials}
+    assert combos == {(0.0, "input"), (0.0, "feature_map"), (1.0, "input"), (1.0, "feature_map")}
+    for trial in outcome.trials:
+        assert trial.status in ("finished", "stopped")
+        assert (trial.epochs == EPOCHS) == (trial.status == "finished")
+        assert 0.0 <= trial.metrics["median_test_error"] <= 100.0
+    assert any(t.status == "finished" for t in outcome.trials)
+
+    progress = read_progress(settings.resolved_tracking_uri, outcome.study_id)
+    assert progress is not None
+    assert progress.status == "succeeded"
+    client = MlflowClient(settings.resolved_tracking_uri)
+    by_id = {t.trial_id: t for t in progress.trials}
+    assert set(by_id) == {t.trial_id for t in outcome.trials}  # one nested run per trial, none duplicated
+    for trial in outcome.trials:
+        logged = by_id[trial.trial_id]
+        assert logged.status == trial.status
+        assert logged.params["alpha"] == trial.params["alpha"]
+        assert logged.params["weight_decay"] == 0.0001  # fixed factors are recorded too
+        run = client.get_run(logged.run_id)
+        assert run.data.tags[PARENT_TAG] == outcome.mlflow.parent_run_id
+        assert run.info.status == "FINISHED"
+        history = client.get_metric_history(logged.run_id, "test_error")
+        assert [m.step for m in history] == list(range(1, trial.epochs + 1))
+        assert logged.metrics["median_test_error"] == pytest.approx(trial.metrics["median_test_error"])
+    parent = client.get_run(outcome.mlflow.parent_run_id)
+    assert parent.data.tags[STATUS_TAG] == "succeeded"
+    artifacts = {f.path for f in client.list_artifacts(outcome.mlflow.parent_run_id)}
+    assert {"spec.yaml", "report.json", "report.md", "error_vs_alpha.png"} <= artifacts
+
+    table = outcome.report.factor_table
+    assert table is not None
+    counted = sum(cell.n for row in table.rows for cell in row.cells)
+    assert counted == sum(t.status == "finished" for t in outcome.trials)
+
+
+def test_a_study_whose_every_trial_fails_ends_failed_with_the_error(local_ray: None, settings: StudySettings) -> None:
+    data = tiny_spec(
+        search={"space": {"alpha": [0.0, 1.0]}},
+        scheduler={"name": "fifo"},
+        max_failures=0,
+        training={"epochs": 2, "batch_size": 32, "optimizer": "sgd", "lr": 1e30, "device": "cpu"},
+    )
+    outcome = run_study(parse_spec(data), settings=settings)
+
+    assert outcome.status == "failed"
+    assert [t.status for t in outcome.trials] == ["failed", "failed"]
+    assert "TrainingDiverged" in (outcome.report.first_error or "")
+    assert "training loss became nan" in (outcome.report.first_error or "")
+    progress = read_progress(settings.resolved_tracking_uri, outcome.study_id)
+    assert progress is not None
+    assert progress.status == "failed"
+    assert all(t.status == "failed" and "TrainingDiverged" in (t.error or "") for t in progress.trials)
+
+
+def test_optuna_search_is_seeded(local_ray: None, settings: StudySettings) -> None:
+    data = tiny_spec(
+        search={
+            "algorithm": "optuna",
+            "num_samples": 4,
+            "seed": 11,
+            "space": {"alpha": {"low": 0.05, "high": 2.0, "log": True}, "layer": ["input", "feature_map"]},
+        },
+        scheduler={"name": "fifo"},
+        max_concurrent_trials=1,
+    )
+    first = run_study(parse_spec(data), settings=settings)
+    again = run_study(parse_spec(data), settings=settings)
+
+    assert first.status == again.status == "succeeded"
+    assert len(first.trials) == 4
+    points = [(round(t.params["alpha"], 9), t.params["layer"]) for t in first.trials]
+    assert all(0.05 <= alpha <= 2.0 for alpha, _ in points)
+    assert points == [(round(t.params["alpha"], 9), t.params["layer"]) for t in again.trials]

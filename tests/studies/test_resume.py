@@ -1,0 +1,115 @@
+"""A real driver (`mixup-studies run`) is killed mid-study, resumed, stopped gracefully, and resumed again.
+
+The study is an Optuna (TPE) search, so the resume must restore the searcher's
+state too: it ends with exactly the requested trials, each with one MLflow run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+import yaml
+from mlflow.tracking import MlflowClient
+
+from studies.progress import read_progress
+from tests.support.processes import Proc, start_process, stop_process, wait_until
+
+pytestmark = pytest.mark.slow
+TRIALS = 6
+STUDY_ID = "resume-test"
+
+SPEC = {
+    "name": "resume",
+    "dataset": {"name": "synthetic", "synthetic": {"num_train": 3000, "num_test": 500, "shape": [32]}},
+    "model": {"name": "mlp"},
+    "training": {"epochs": 4, "batch_size": 32, "optimizer": "adam", "lr": 0.003, "device": "cpu"},
+    "search": {
+        "algorithm": "optuna",
+        "num_samples": TRIALS,
+        "seed": 3,
+        "space": {"alpha": {"low": 0.1, "high": 2.0}, "layer": ["input", "feature_map"]},
+    },
+    "max_concurrent_trials": 2,
+}
+
+
+def kill_leftovers(marker: str) -> None:
+    """SIGKILL processes of the driver's own Ray (found by its unique temp dir) that outlived it."""
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().decode(errors="replace")
+        except OSError:
+            continue
+        if marker in cmdline and int(entry.name) != os.getpid():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(int(entry.name), signal.SIGKILL)
+
+
+def test_killed_and_stopped_drivers_resume_to_exactly_the_requested_trials(tmp_path: Path) -> None:
+    spec_path = tmp_path / "spec.yaml"
+    spec_path.write_text(yaml.safe_dump(SPEC))
+    ray_temp = tempfile.mkdtemp(prefix="msr", dir="/tmp")
+    home = tmp_path / "home"
+    env = dict(
+        os.environ,
+        MIXUP_STUDIES_HOME=str(home),
+        MIXUP_STUDIES_RAY_NUM_CPUS="2",
+        MIXUP_STUDIES_RAY_TEMP_DIR=ray_temp,
+    )
+    uri = f"sqlite:///{home / 'mlflow.db'}"
+    base = [sys.executable, "-m", "studies.cli", "run", str(spec_path), "--study-id", STUDY_ID, "--quiet"]
+
+    def start(*extra: str) -> Proc:
+        return start_process([*base, *extra], tmp_path / "driver.log", env=env, name="driver")
+
+    def finished() -> int:
+        progress = read_progress(uri, STUDY_ID)
+        return sum(t.status == "finished" for t in progress.trials) if progress else 0
+
+    try:
+        # 1. Kill the driver (and the Ray it started) hard once two trials have finished.
+        driver = start()
+        wait_until(lambda: finished() >= 2 or not driver.alive(), 600, 1.0, "two finished trials")
+        assert driver.alive(), driver.log_text()
+        stop_process(driver, grace_s=0, sig=signal.SIGKILL)
+        kill_leftovers(ray_temp)
+
+        # 2. Resume; stop it gracefully (SIGTERM, as `ray job stop` / docker do) after one more trial.
+        done_before = finished()
+        driver = start("--resume")
+        wait_until(lambda: finished() > done_before or not driver.alive(), 600, 1.0, "a trial after the resume")
+        if driver.alive():  # it may legitimately have finished everything already on a slow machine
+            driver.popen.send_signal(signal.SIGTERM)  # the driver alone, as `ray job stop` or docker would
+            assert driver.popen.wait(timeout=240) == 3, driver.log_text()
+            progress = read_progress(uri, STUDY_ID)
+            assert progress is not None
+            assert progress.status == "cancelled"
+            assert "--resume" in driver.log_text()
+
+        # 3. Resume again, to the end.
+        driver = start("--resume")
+        wait_until(lambda: not driver.alive(), 900, 1.0, "the resumed study to end")
+        assert driver.popen.returncode == 0, driver.log_text()
+    finally:
+        kill_leftovers(ray_temp)
+
+    progress = read_progress(uri, STUDY_ID)
+    assert progress is not None
+    assert progress.status == "succeeded"
+    assert len(progress.trials) == TRIALS
+    assert len({t.trial_id for t in progress.trials}) == TRIALS
+    assert all(t.status == "finished" and t.epochs == 4 for t in progress.trials)
+    client = MlflowClient(uri)
+    for trial in progress.trials:
+        steps = [m.step for m in client.get_metric_history(trial.run_id, "test_error")]
+        assert sorted(set(steps)) == [1, 2, 3, 4]
+    configs = {(round(t.params["alpha"], 9), t.params["layer"]) for t in progress.trials}
+    assert len(configs) == TRIALS  # TPE's suggestions, none repeated by a searcher that forgot its state
