@@ -15,7 +15,15 @@ Trial size: before Ray starts, the driver times a training epoch on one thread (
 What is timed: ``studies.engine.run_study`` from call to return, with Ray already started
 (``studies.engine.init_ray`` is called before the clock starts): opening the study in MLflow, Tune's
 whole run (actor start-up, trials, checkpoints, experiment snapshots, result processing, the MLflow
-writer's final flush) and the report written to the parent run.
+writer's final flush) and the report written to the parent run. Untimed process warm-up, like the
+driver's own imports: the SQLite store's tables are created and the report's matplotlib (Agg) is
+imported before the clock starts.
+
+``first_training_s``: from the study's start until the first trial's first training pass began (≈:
+the driver's timestamp of that epoch's result minus its ``epoch_seconds``) — Tune's two trial actors
+starting, i.e. new Ray worker processes importing torch, mixup_core and Tune. Tune gives its trainable
+actors a runtime env, so they never land on Ray's prestarted (or any task-warmed) workers: this is a
+fixed cost per study. ``wall_over_ideal_after_first`` = (wall − that) ÷ ideal shows the rest.
 
 What counts as trial work: the training passes only — the sum over all trials and epochs of the
 trainer's own ``epoch_seconds`` (the time of :meth:`mixup_core.Trainer.train_epoch`, measured
@@ -72,54 +80,6 @@ def machine() -> str:
     return f"{cpu}, {os.cpu_count()} cpus, {platform.system()} {platform.release()}"
 
 
-def _ray_workers() -> list[int]:
-    """Pids of the Ray worker processes under this driver (the local Ray's raylet is our child)."""
-    parents: dict[int, int] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            with contextlib.suppress(OSError, ValueError, IndexError):
-                parents[int(entry.name)] = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-    ours, frontier = set(), {os.getpid()}
-    while frontier:
-        frontier = {pid for pid, parent in parents.items() if parent in frontier} - ours
-        ours |= frontier
-    workers = []
-    for pid in ours:
-        with contextlib.suppress(OSError):
-            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-            if b"default_worker.py" in cmdline or cmdline.startswith(b"ray::"):
-                workers.append(pid)
-    return workers
-
-
-def _cpu_ticks(pids: list[int]) -> int:
-    total = 0
-    for pid in pids:
-        with contextlib.suppress(OSError, ValueError, IndexError):
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-            total += int(fields[11]) + int(fields[12])  # utime + stime
-    return total
-
-
-def wait_for_warm_workers(timeout_s: float = 300.0) -> int:
-    """Wait until Ray's prestarted workers have imported the trainable (init_ray preloads it) and are idle.
-
-    A worker counts as warm once libtorch is mapped in it; the pool counts as settled once the
-    workers' CPU time stops growing. Returns the number of workers.
-    """
-    deadline = time.monotonic() + timeout_s
-    last = -1
-    while time.monotonic() < deadline:
-        workers = _ray_workers()
-        warm = all("libtorch" in Path(f"/proc/{pid}/maps").read_text() for pid in workers if Path(f"/proc/{pid}").exists())
-        ticks = _cpu_ticks(workers)
-        if workers and warm and ticks == last:
-            return len(workers)
-        last = ticks
-        time.sleep(1.0)
-    return len(_ray_workers())
-
-
 def data_config(num_train: int) -> DataConfig:
     shape = (FEATURES,)
     synthetic = SyntheticConfig(num_train=num_train, num_test=TEST_SAMPLES, num_classes=CLASSES, shape=shape)
@@ -169,20 +129,23 @@ def study_spec(num_train: int, epochs: int, trials: int) -> Any:
     )
 
 
-def trial_work(outcome: Any, tracking_uri: str) -> tuple[float, int, int]:
-    """Σ epoch_seconds over every trial's MLflow metric history; also the trial and epoch counts."""
+def trial_work(outcome: Any, tracking_uri: str) -> tuple[float, int, int, float]:
+    """Σ epoch_seconds over every trial's MLflow metric history; the trial and epoch counts; and when
+    (wall clock) the first training pass began: the driver's timestamp of a first epoch minus its
+    epoch_seconds (so a little late: evaluation and the report's round trip are in it)."""
     from mlflow.tracking import MlflowClient
 
     from studies.tracking import existing_trial_runs
 
     client = MlflowClient(tracking_uri)
     runs = existing_trial_runs(client, outcome.mlflow)
-    total, epochs = 0.0, 0
+    total, epochs, first = 0.0, 0, float("inf")
     for run_id in runs.values():
         history = client.get_metric_history(run_id, M.EPOCH_SECONDS)
         total += sum(m.value for m in history)
         epochs += len(history)
-    return total, len(runs), epochs
+        first = min([first] + [m.timestamp / 1000 - m.value for m in history if m.step == 1])
+    return total, len(runs), epochs, first
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -192,6 +155,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     os.environ["MIXUP_STUDIES_HOME"] = str(home)
     try:
         import ray
+        from matplotlib.backends import backend_agg  # noqa: F401  (the report's plot: import it untimed)
+        from mlflow.tracking import MlflowClient
 
         from studies.engine import init_ray, run_study
         from studies.settings import StudySettings
@@ -199,13 +164,15 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         settings = StudySettings(home=home, ray_num_cpus=CONCURRENCY, ray_temp_dir=home / "ray")
         spec = study_spec(num_train, epochs, args.trials)
         init_ray(settings)
+        MlflowClient(settings.resolved_tracking_uri).search_experiments()  # create the store's tables
         try:
-            started = time.perf_counter()
+            started, started_at = time.perf_counter(), time.time()
             outcome = run_study(spec, settings=settings)
             wall = time.perf_counter() - started
         finally:
             ray.shutdown()
-        work, trials, trial_epochs = trial_work(outcome, settings.resolved_tracking_uri)
+        work, trials, trial_epochs, first = trial_work(outcome, settings.resolved_tracking_uri)
+        to_first = first - started_at
         if outcome.status != "succeeded" or trials != len(outcome.trials):
             raise RuntimeError(f"the study ended {outcome.status} with {trials} trial runs: {outcome.notes}")
         ideal = work / CONCURRENCY
@@ -218,6 +185,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "ideal_s": round(ideal, 3),
             "trial_work_s": round(work, 3),
             "mlflow_s": round(outcome.mlflow_seconds, 4),
+            "first_training_s": round(to_first, 3),
+            "wall_over_ideal_after_first": round((wall - to_first) / ideal, 4),
             "trials": trials,
             "trial_epochs": trial_epochs,
             "epochs": epochs,

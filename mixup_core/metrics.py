@@ -27,8 +27,20 @@ TRAIN_SAMPLES_PER_S = "train_samples_per_s"
 
 #: Every per-epoch metric the trainer reports (what trackers log).
 ALL = (
-    EPOCH, LR, TRAIN_LOSS, TRAIN_ERROR, TEST_LOSS, TEST_ERROR, VAL_LOSS, VAL_ERROR, MEDIAN_TEST_ERROR,
-    BEST_TEST_ERROR, TEST_ECE, FGSM_TEST_ERROR, EPOCH_SECONDS, TRAIN_SAMPLES_PER_S,
+    EPOCH,
+    LR,
+    TRAIN_LOSS,
+    TRAIN_ERROR,
+    TEST_LOSS,
+    TEST_ERROR,
+    VAL_LOSS,
+    VAL_ERROR,
+    MEDIAN_TEST_ERROR,
+    BEST_TEST_ERROR,
+    TEST_ECE,
+    FGSM_TEST_ERROR,
+    EPOCH_SECONDS,
+    TRAIN_SAMPLES_PER_S,
 )
 
 #: Metrics where lower is better (everything here but throughput and epoch/lr bookkeeping).

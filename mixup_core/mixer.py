@@ -63,6 +63,10 @@ class Mixer:
         if self.config.lam_per == "batch":
             return sample_lambda_float(self.config.alpha, self.lam_generator)
         lam = sample_lambda(self.config.alpha, batch_size, self.lam_generator).float()
+        if device.type == "cuda":
+            # From pageable memory a "non-blocking" copy may still wait for the stream; from pinned memory
+            # it is truly asynchronous (the caching host allocator keeps the block until the copy is done).
+            lam = lam.pin_memory()
         return lam.to(device, non_blocking=True)
 
     def __call__(

@@ -24,6 +24,7 @@ from mixup_core.batches import BatchSource
 from mixup_core.compiled import compiled_model
 from mixup_core.config import ExperimentConfig
 from mixup_core.data import LoadedDataset, load_dataset
+from mixup_core.divergence import DivergenceWatch
 from mixup_core.errors import TrainingDiverged
 from mixup_core.evaluation import PixelScale, calibration_error, evaluate, fgsm_error
 from mixup_core.manifold import HiddenMixer
@@ -33,18 +34,28 @@ from mixup_core.pairing import KnnPartners
 from mixup_core.recipe import learning_rate, make_optimizer, set_learning_rate
 
 EpochCallback = Callable[[dict[str, float]], None]
-#: Steps between finiteness checks of the running loss (each check reads one number from the device).
+#: Steps between finiteness checks of the running loss. On CUDA a check starts an asynchronous copy and reads
+#: the previous one if it has landed (see :mod:`mixup_core.divergence`): no check ever waits for the device.
 DIVERGENCE_CHECK_EVERY = 50
 _KNN_CACHE: dict[tuple[int, int, bool], KnnPartners] = {}
 
 
 def resolve_device(name: str) -> torch.device:
-    """``auto`` → the first CUDA device when there is one, else the CPU."""
+    """``auto`` → the first visible CUDA device (``cuda:0``) when there is one, else the CPU.
+
+    A Ray worker sees only the GPUs Ray gave its trial (``CUDA_VISIBLE_DEVICES``;
+    several fractional trials see the same one), renumbered from 0, and no GPU
+    at all for a CPU-only trial, so ``auto`` is right in both. A bare ``cuda``
+    gets its index, so caches keyed on the device see one name per GPU.
+    """
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        name = "cuda" if torch.cuda.is_available() else "cpu"
     device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"training.device {name!r}: no CUDA device is available here")
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"training.device {name!r}: no CUDA device is available here")
+        if device.index is None:
+            device = torch.device("cuda", torch.cuda.current_device())
     return device
 
 
@@ -84,6 +95,9 @@ class Trainer:
         self.callbacks = list(callbacks)
         train = config.training
         self.device = resolve_device(train.device)
+        if self.device.type == "cuda":
+            # Fixed shapes every step: let cuDNN time its algorithms once per shape and keep the fastest.
+            torch.backends.cudnn.benchmark = True
         self.data = dataset if dataset is not None else load_dataset(config.dataset, self.device)
         images = self.data.train_x.dim() == 4
         self.memory_format = torch.channels_last if train.channels_last and images else torch.contiguous_format
@@ -102,6 +116,7 @@ class Trainer:
         self.mixer = Mixer(mix, self.generator, self.lam_generator, self.hidden)
         self.epoch = 0
         self.history: list[dict[str, float]] = []
+        self._watch = DivergenceWatch(self.device)
 
     def _build_model(self) -> tuple[nn.Module, nn.Module]:
         # Initialisation draws from PyTorch's global RNG; fork it so the seed fixes
@@ -150,20 +165,22 @@ class Trainer:
             seen += n
             loss_sum += loss.detach() * n
             correct_sum += self.mixer.correct(logits.detach(), batch)
-            if (step + 1) % DIVERGENCE_CHECK_EVERY == 0:
-                self._check_finite(loss_sum, step)
-        self._check_finite(loss_sum, len(self.batches))
+            if (step + 1) % DIVERGENCE_CHECK_EVERY == 0 and (seen_loss := self._watch.poll(loss_sum, step)):
+                self._raise_if_diverged(*seen_loss)
+        # The epoch's one read of the device (it waits for the last step, so the timing below is honest).
+        total_loss, total_correct = torch.stack([loss_sum, correct_sum]).tolist()
+        self._raise_if_diverged(total_loss, len(self.batches) - 1)
+        self._watch.reset()
         seconds = time.perf_counter() - started
         return {
             M.LR: lr,
-            M.TRAIN_LOSS: float(loss_sum) / max(1, seen),
-            M.TRAIN_ERROR: 100.0 * (1.0 - float(correct_sum) / max(1, seen)),
+            M.TRAIN_LOSS: total_loss / max(1, seen),
+            M.TRAIN_ERROR: 100.0 * (1.0 - total_correct / max(1, seen)),
             M.EPOCH_SECONDS: seconds,
             M.TRAIN_SAMPLES_PER_S: seen / seconds if seconds > 0 else math.inf,
         }
 
-    def _check_finite(self, loss_sum: torch.Tensor, step: int) -> None:
-        value = float(loss_sum)
+    def _raise_if_diverged(self, value: float, step: int) -> None:
         if not math.isfinite(value):
             cfg = self.config
             raise TrainingDiverged(

@@ -21,6 +21,8 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from contextlib import suppress
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
@@ -36,6 +38,10 @@ ProgressReader = Callable[[str, str, Any], Any]
 
 
 def _read_progress(tracking_uri: str, study_id: str, spec: Any) -> Any:
+    if tracking_uri.startswith("sqlite:///") and not Path(tracking_uri.removeprefix("sqlite:///")).exists():
+        # The driver has not opened MLflow yet. Reading now would make MLflow create and migrate the store
+        # here (seconds holding the GIL, stalling the API) and race the driver doing the same.
+        return None
     from studies.progress import read_progress
 
     return read_progress(tracking_uri, study_id, spec)
@@ -72,6 +78,10 @@ class Dispatcher:
             self._thread.join(timeout_s)
 
     def _loop(self) -> None:
+        # Import MLflow now, not when the first study starts: its import holds the GIL for seconds,
+        # which would stall the API's event loop in the middle of serving.
+        with suppress(Exception):
+            import studies.progress  # noqa: F401
         while not self._stop.is_set():
             try:
                 self.tick()

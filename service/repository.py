@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import time
 import uuid
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import Row, bindparam, func, select
 from sqlalchemy.orm import Session
 
+from service.auth import Principal
 from service.errors import Conflict, NotFound, QuotaExceeded
 from service.models import CANCELLED, FINAL_STATUSES, QUEUED, RUNNING, Study, User, utcnow
 from studies.records import TrialRecord
@@ -27,7 +29,7 @@ def new_study_id(name: str) -> str:
     return f"{name}-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}-{uuid.uuid4().hex[:6]}"
 
 
-def submit(session: Session, owner: User, spec: StudySpec, max_queued: int) -> Study:
+def submit(session: Session, owner: Principal, spec: StudySpec, max_queued: int) -> Study:
     """Queue a study for ``owner``; :class:`QuotaExceeded` when they already have ``max_queued`` queued."""
     queued = session.scalar(
         select(func.count()).select_from(Study).where(Study.owner_id == owner.id, Study.status == QUEUED)
@@ -50,7 +52,7 @@ def submit(session: Session, owner: User, spec: StudySpec, max_queued: int) -> S
     return study
 
 
-def get(session: Session, user: User, study_id: str) -> Study:
+def get(session: Session, user: Principal, study_id: str) -> Study:
     """The study, if ``user`` may see it."""
     study = session.scalar(select(Study).where(Study.id == study_id))
     if study is None or not (user.is_admin or study.owner_id == user.id):
@@ -58,19 +60,84 @@ def get(session: Session, user: User, study_id: str) -> Study:
     return study
 
 
-def page(
-    session: Session, user: User, status: str | None = None, limit: int = 50, offset: int = 0
-) -> tuple[list[Study], int]:
+# -- read models for the API's hot paths -----------------------------------------------------
+
+
+@dataclass(frozen=True)
+class StudyView:
+    """A study as the API shows it, read with one Core query (no ORM objects, no trials JSON decoded).
+
+    ``progress_at`` (when the dispatcher last stored trials) keys caches of what is derived from the
+    trials; :func:`load_trials` reads them when such a cache misses.
+    """
+
+    seq: int
+    id: str
+    name: str
+    owner: str
+    status: str
+    cancel_requested: bool
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    trials_total: int
+    spec: dict[str, Any]
+    attempts: int
+    error: str | None
+    experiment_id: str | None
+    parent_run_id: str | None
+    progress_at: datetime | None
+
+
+_VIEW_COLUMNS = (
+    Study.seq, Study.id, Study.name, User.name.label("owner"), Study.owner_id, Study.status, Study.cancel_requested,
+    Study.created_at, Study.started_at, Study.finished_at, Study.trials_total, Study.spec, Study.attempts,
+    Study.error, Study.experiment_id, Study.parent_run_id, Study.progress_at,
+)  # fmt: skip
+_VIEW_FIELDS = tuple(StudyView.__dataclass_fields__)
+# Built once: composing a select costs more than running it on SQLite (a status poll's hot path).
+_VIEW_BY_ID = select(*_VIEW_COLUMNS).join(User, Study.owner_id == User.id).where(Study.id == bindparam("study_id"))
+_TRIALS_BY_SEQ = select(Study.trials).where(Study.seq == bindparam("seq"))
+
+
+def _view(row: Row[Any]) -> StudyView:
+    return StudyView(**{name: getattr(row, name) for name in _VIEW_FIELDS})
+
+
+def view(session: Session, user: Principal, study_id: str) -> StudyView:
+    """The study (without its trials), if ``user`` may see it; :class:`NotFound` otherwise."""
+    row = session.connection().execute(_VIEW_BY_ID, {"study_id": study_id}).first()
+    if row is None or not (user.is_admin or row.owner_id == user.id):
+        raise NotFound(f"no study {study_id!r}")
+    return _view(row)
+
+
+def view_page(
+    session: Session, user: Principal, status: str | None = None, limit: int = 50, offset: int = 0
+) -> tuple[list[StudyView], int]:
     """One page of the studies ``user`` may see, newest first, and how many there are in all."""
     where = [] if user.is_admin else [Study.owner_id == user.id]
     if status is not None:
         where.append(Study.status == status)
     total = session.scalar(select(func.count()).select_from(Study).where(*where)) or 0
-    rows = session.scalars(select(Study).where(*where).order_by(Study.seq.desc()).limit(limit).offset(offset))
-    return list(rows), total
+    query = select(*_VIEW_COLUMNS).join(User, Study.owner_id == User.id).where(*where)
+    rows = session.execute(query.order_by(Study.seq.desc()).limit(limit).offset(offset))
+    return [_view(row) for row in rows], total
 
 
-def request_cancel(session: Session, user: User, study_id: str) -> Study:
+def view_of(study: Study, owner: str) -> StudyView:
+    """The view of an ORM row the caller already holds (after a submit or a cancel)."""
+    fields = {name: getattr(study, name) for name in _VIEW_FIELDS if name != "owner"}
+    return StudyView(owner=owner, **fields)
+
+
+def load_trials(session: Session, seq: int) -> list[TrialRecord]:
+    """The trials last stored for the study with this ``seq``."""
+    raw = session.connection().execute(_TRIALS_BY_SEQ, {"seq": seq}).scalar()
+    return [TrialRecord(**_record_fields(t)) for t in raw or []]
+
+
+def request_cancel(session: Session, user: Principal, study_id: str) -> Study:
     """Cancel now when queued; ask the dispatcher to stop the driver when running; Conflict when final."""
     study = get(session, user, study_id)
     if study.status in FINAL_STATUSES:
@@ -81,7 +148,7 @@ def request_cancel(session: Session, user: User, study_id: str) -> Study:
     return study
 
 
-def delete(session: Session, user: User, study_id: str) -> None:
+def delete(session: Session, user: Principal, study_id: str) -> None:
     study = get(session, user, study_id)
     if study.status not in FINAL_STATUSES:
         raise Conflict(f"study {study_id!r} is {study.status}; cancel it first, or wait until it ends")
@@ -120,10 +187,6 @@ def store_progress(study: Study, experiment_id: str, parent_run_id: str, trials:
     study.parent_run_id = parent_run_id
     study.trials = [asdict(t) for t in trials]
     study.progress_at = utcnow()
-
-
-def trial_records(study: Study) -> list[TrialRecord]:
-    return [TrialRecord(**_record_fields(t)) for t in study.trials or []]
 
 
 def _record_fields(raw: dict[str, Any]) -> dict[str, Any]:

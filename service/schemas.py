@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
 from mixup_core import metrics
-from service.models import Study
-from service.repository import trial_records
+from service.repository import StudyView
 from studies.records import TrialRecord
 
 StudyStatus = Literal["queued", "running", "succeeded", "failed", "cancelled"]
@@ -110,27 +112,58 @@ def best_trial(spec: dict[str, Any], trials: list[TrialRecord]) -> BestTrial | N
     )
 
 
-def summary(study: Study) -> StudySummary:
-    return StudySummary(**_summary_fields(study, trial_records(study)))
+TrialStats = tuple[dict[str, int], BestTrial | None]
 
 
-def _summary_fields(study: Study, trials: list[TrialRecord]) -> dict[str, Any]:
+class TrialStatsCache:
+    """(study seq, progress_at) → trial counts and best trial: a status poll decodes no trials JSON.
+
+    The dispatcher stamps ``progress_at`` whenever it stores trials, so a changed snapshot is a new key;
+    stale keys simply age out of the LRU. Thread-safe (sync handlers run on a threadpool).
+    """
+
+    def __init__(self, max_entries: int = 4096) -> None:
+        self.max_entries = max_entries
+        self._entries: OrderedDict[tuple[int, datetime], TrialStats] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, study: StudyView, load: Callable[[], list[TrialRecord]]) -> TrialStats:
+        if study.progress_at is None:  # nothing stored yet: every trial is pending
+            return trial_counts([], study.trials_total), None
+        key = (study.seq, study.progress_at)
+        with self._lock:
+            if (hit := self._entries.get(key)) is not None:
+                self._entries.move_to_end(key)
+                return hit
+        trials = load()
+        stats = (trial_counts(trials, study.trials_total), best_trial(study.spec, trials))
+        with self._lock:
+            self._entries[key] = stats
+            while len(self._entries) > self.max_entries:
+                self._entries.popitem(last=False)
+        return stats
+
+
+def _summary_fields(study: StudyView, counts: dict[str, int]) -> dict[str, Any]:
     return {
         "id": study.id,
         "name": study.name,
-        "owner": study.owner.name,
+        "owner": study.owner,
         "status": study.status,
         "cancel_requested": study.cancel_requested,
         "created_at": _aware(study.created_at),
         "started_at": _aware(study.started_at),
         "finished_at": _aware(study.finished_at),
         "trials_total": study.trials_total,
-        "trial_counts": trial_counts(trials, study.trials_total),
+        "trial_counts": counts,
     }
 
 
-def detail(study: Study, mlflow_ui_url: str | None) -> StudyDetail:
-    trials = trial_records(study)
+def summary(study: StudyView, stats: TrialStats) -> StudySummary:
+    return StudySummary(**_summary_fields(study, stats[0]))
+
+
+def detail(study: StudyView, stats: TrialStats, mlflow_ui_url: str | None) -> StudyDetail:
     info = MlflowInfo(experiment_id=study.experiment_id, parent_run_id=study.parent_run_id)
     if mlflow_ui_url and study.experiment_id:
         base = mlflow_ui_url.rstrip("/")
@@ -138,15 +171,14 @@ def detail(study: Study, mlflow_ui_url: str | None) -> StudyDetail:
         if study.parent_run_id:
             info.run_url = f"{base}/#/experiments/{study.experiment_id}/runs/{study.parent_run_id}"
     return StudyDetail(
-        **_summary_fields(study, trials),
+        **_summary_fields(study, stats[0]),
         spec=study.spec,
         attempts=study.attempts,
         error=study.error,
-        best_trial=best_trial(study.spec, trials),
+        best_trial=stats[1],
         mlflow=info,
     )
 
 
-def trial_list(study: Study) -> TrialList:
-    trials = [Trial(**t.__dict__) for t in trial_records(study)]
-    return TrialList(study_id=study.id, status=study.status, trials=trials)
+def trial_list(study: StudyView, trials: list[TrialRecord]) -> TrialList:
+    return TrialList(study_id=study.id, status=study.status, trials=[Trial(**t.__dict__) for t in trials])

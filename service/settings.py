@@ -31,6 +31,12 @@ class ServiceSettings(StudySettings):
     poll_interval_s: float = Field(1.0, gt=0, description="Dispatcher loop period.")
     progress_interval_s: float = Field(2.0, gt=0, description="How often running studies' progress is read.")
     max_attempts: int = Field(3, ge=1, description="Driver launches of one study (the first plus resumes).")
+    token_cache_s: float = Field(
+        5.0, ge=0, description="How long a token's owner is remembered; a deleted token works at most this long."
+    )
+    driver_nice: int = Field(
+        10, ge=0, le=19, description="Niceness of local study drivers and their Ray workers (the API stays responsive)."
+    )
     driver_module: str = Field("studies.cli", description="Module run as `python -m MODULE run ...` (tests).")
 
     @property

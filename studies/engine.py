@@ -26,7 +26,7 @@ from studies.records import TrialRecord
 from studies.report import StudyReport, build_report, render_markdown, render_plot_png
 from studies.settings import StudySettings
 from studies.spec import StudySpec
-from studies.tracking import StudyRun, TrialLogWriter, finish_study, open_study, prune_orphan_trials
+from studies.tracking import StudyRun, TrialLogWriter, finish_study, open_study, prune_orphan_trials, use_wal
 from studies.trainable import run_trial
 
 log = logging.getLogger(__name__)
@@ -67,10 +67,6 @@ def init_ray(settings: StudySettings) -> None:
         _temp_dir=temp_dir,
         logging_level=logging.WARNING,
         log_to_driver=False,
-        # Every worker process imports the trainable's module (torch, mixup_core, Tune) as it starts, so the
-        # idle workers Ray prestarts are warm when Tune places its trial actors on them: the imports (seconds
-        # on a busy 2-core machine) are paid while Ray starts, not after the study has started.
-        _system_config={"preload_python_modules": [run_trial.__module__]},
     )
 
 
@@ -155,6 +151,7 @@ def run_study(
     init_ray(settings)
 
     uri = settings.resolved_tracking_uri
+    use_wal(uri)
     client = MlflowClient(uri)
     study = open_study(client, spec, study_id, user, settings.artifact_root if _is_local_store(uri) else None)
     writer = TrialLogWriter(client, study)

@@ -129,6 +129,9 @@ def _structural_errors(spec: StudySpec, max_trials: int) -> list[str]:
         )
     if spec.resources.gpu > 0 and spec.training.device == "cpu":
         errors.append(f"resources.gpu: {spec.resources.gpu} GPUs asked for a CPU-only run (training.device='cpu')")
+    if spec.training.device.startswith("cuda:") and spec.training.device != "cuda:0":
+        # Ray hands each trial its GPUs renumbered from 0: another index names a GPU the trial cannot see.
+        errors.append(f"training.device: a trial sees its GPU as cuda:0, got {spec.training.device!r}; use 'auto'")
     count = trial_count(spec)
     if count > max_trials:
         field = "search.num_samples" if algorithm != "grid" else "search"

@@ -10,10 +10,12 @@ therefore no trial) ever waits on, or dies of, MLflow.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
 import queue
+import sqlite3
 import tempfile
 import threading
 import time
@@ -84,6 +86,16 @@ class StudyRun:
     parent_run_id: str
 
 
+def use_wal(tracking_uri: str) -> None:
+    """Put a local SQLite store in WAL mode (persistent in the file): commits then cost one fsync, not several."""
+    if not tracking_uri.startswith("sqlite:///"):
+        return
+    path = Path(tracking_uri.removeprefix("sqlite:///"))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with contextlib.closing(sqlite3.connect(path)) as connection:
+        connection.execute("PRAGMA journal_mode=WAL")
+
+
 def open_study(
     client: MlflowClient,
     spec: StudySpec,
@@ -148,10 +160,11 @@ class TrialLogWriter:
     Args:
         client: the MLflow client.
         study: the parent run.
-        flush_interval_s: how long writes may wait to be batched.
+        flush_interval_s: how long writes may wait to be batched (a short trial's whole record
+            then goes in three calls: create, one batch, terminate).
     """
 
-    def __init__(self, client: MlflowClient, study: StudyRun, flush_interval_s: float = 0.5) -> None:
+    def __init__(self, client: MlflowClient, study: StudyRun, flush_interval_s: float = 2.0) -> None:
         self.client = client
         self.study = study
         self.flush_interval_s = flush_interval_s
@@ -242,10 +255,10 @@ class TrialLogWriter:
                 run_name=pending.run_name,
             )
             run_id = run.info.run_id
+        elif pending.status == "RUNNING":  # a resumed trial's run (a new run starts RUNNING)
+            self.client.update_run(run_id, status="RUNNING")
         self._create_failed.discard(trial_id)
         self.run_ids[trial_id] = run_id
-        if pending.status == "RUNNING":
-            self.client.update_run(run_id, status="RUNNING")
         params = [Param(k, v[:6000]) for k, v in pending.params.items()]
         tags = [RunTag(k, v) for k, v in pending.tags.items()]
         metrics = pending.metrics

@@ -8,7 +8,7 @@ answers shapes and sizes without reading anything, for config validation.
 from __future__ import annotations
 
 from mixup_core.data.augment import crop_flip, random_crop_flip
-from mixup_core.data.loader import LoadedDataset, clear_dataset_cache, load_dataset
+from mixup_core.data.loader import LoadedDataset, clear_dataset_cache, images_dataset, load_dataset
 from mixup_core.data.registry import DATASET_NAMES, DatasetInfo, dataset_info
 from mixup_core.data.splits import corrupt_labels, stratified_split, stratified_subset
 
@@ -20,6 +20,7 @@ __all__ = [
     "corrupt_labels",
     "crop_flip",
     "dataset_info",
+    "images_dataset",
     "load_dataset",
     "random_crop_flip",
     "stratified_split",

@@ -187,6 +187,64 @@ def _build(config: DataConfig, device: torch.device) -> LoadedDataset:
     )
 
 
+def images_dataset(
+    train: tuple[npt.NDArray[np.uint8], npt.NDArray[np.integer[Any]]],
+    test: tuple[npt.NDArray[np.uint8], npt.NDArray[np.integer[Any]]],
+    num_classes: int,
+    mean: tuple[float, ...],
+    std: tuple[float, ...],
+    device: torch.device | str = "cpu",
+    augment: bool = True,
+) -> LoadedDataset:
+    """In-memory uint8 images as a :class:`LoadedDataset`, through the same path as ``load_dataset``.
+
+    The pixels travel to ``device`` as uint8 and are converted and normalised
+    there, once. For data that is not one of the named datasets (benchmarks on
+    random images, a user's own arrays); nothing is cached.
+
+    Args:
+        train: ``(N, C, H, W)`` uint8 images and ``(N,)`` integer labels.
+        test: ``(M, C, H, W)`` uint8 images and ``(M,)`` integer labels.
+        num_classes: Number of classes.
+        mean: Per-channel pixel mean on the [0, 1] scale.
+        std: Per-channel pixel standard deviation on the [0, 1] scale.
+        device: Where the tensors go.
+        augment: Whether training crops and flips.
+    """
+    (train_x, train_y), (test_x, test_y) = train, test
+    if (
+        train_x.dtype != np.uint8
+        or train_x.ndim != 4
+        or test_x.dtype != np.uint8
+        or test_x.shape[1:] != train_x.shape[1:]
+    ):
+        raise ValueError(
+            f"images_dataset needs uint8 (N, C, H, W) images of one shape, got train {train_x.dtype} "
+            f"{train_x.shape} and test {test_x.dtype} {test_x.shape}"
+        )
+    if len(mean) != train_x.shape[1] or len(std) != train_x.shape[1]:
+        raise ValueError(f"mean and std need one value per channel ({train_x.shape[1]}), got {mean=}, {std=}")
+    device = torch.device(device)
+    m = torch.tensor(mean, dtype=torch.float32, device=device)  # (C,)
+    s = torch.tensor(std, dtype=torch.float32, device=device)  # (C,)
+    scale, shift = 1.0 / (255.0 * s), m / s
+    return LoadedDataset(
+        train_x=_images(train_x, scale, shift, device),
+        train_y=_labels(train_y, device),
+        test_x=_images(test_x, scale, shift, device),
+        test_y=_labels(test_y, device),
+        val_x=None,
+        val_y=None,
+        num_classes=num_classes,
+        input_shape=tuple(train_x.shape[1:]),
+        augment=augment,
+        mean=tuple(mean),
+        std=tuple(std),
+        pad_fill=-m / s,
+        noisy=None,
+    )
+
+
 @functools.lru_cache(maxsize=DATASET_CACHE_SIZE)
 def _load_cached(config: DataConfig, device: torch.device) -> LoadedDataset:
     return _build(config, device)

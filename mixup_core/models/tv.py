@@ -14,11 +14,19 @@ from functools import lru_cache
 from typing import Any
 
 import torch
-import torchvision.models
 from torch import nn
 from torch.overrides import TorchFunctionMode
 
 TORCHVISION_PREFIX = "torchvision:"
+
+
+def _models() -> Any:
+    """torchvision.models, imported on first use: it pulls in torch._dynamo, seconds of start-up
+    that every study worker would otherwise pay even when it trains none of these models."""
+    import torchvision.models
+
+    return torchvision.models
+
 
 # Their auxiliary classifiers make the training-mode output a tuple; the trainer wants one logits tensor.
 # init_weights=True is their documented initialisation and silences a FutureWarning.
@@ -31,7 +39,7 @@ _EXTRA_KWARGS: dict[str, dict[str, Any]] = {
 @lru_cache(maxsize=1)
 def torchvision_model_names() -> tuple[str, ...]:
     """The classification models of the installed torchvision, sorted (``resnet18``, ``vit_b_16``, ...)."""
-    return tuple(sorted(torchvision.models.list_models(module=torchvision.models)))
+    return tuple(sorted(_models().list_models(module=_models())))
 
 
 def torchvision_mix_points(model: nn.Module) -> dict[str, str]:
@@ -64,7 +72,7 @@ def build_torchvision_model(name: str, num_classes: int) -> nn.Module:
     Returns:
         The model; its ``mix_points`` attribute maps named points to submodule names.
     """
-    model = torchvision.models.get_model(name, weights=None, num_classes=num_classes, **_EXTRA_KWARGS.get(name, {}))
+    model = _models().get_model(name, weights=None, num_classes=num_classes, **_EXTRA_KWARGS.get(name, {}))
     model.__dict__["mix_points"] = torchvision_mix_points(model)  # a plain attribute, not a submodule
     return model
 

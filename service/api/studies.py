@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+from sqlalchemy.orm import Session
 
 from service import repository, schemas
-from service.api.deps import SessionDep, SettingsDep, UserDep
+from service.api.deps import SessionDep, SettingsDep, UserDep, read
 from service.errors import BadSpec, NotFound
 from service.settings import ServiceSettings
 from studies.report import StudyReport, build_report, render_markdown, render_plot_png
@@ -23,6 +25,14 @@ ERRORS: dict[int | str, dict[str, Any]] = {
         422: "Invalid request; every invalid field is named",
     }.items()
 }
+
+
+def _json(body: BaseModel) -> Response:
+    # The body is built from typed models already: skip FastAPI's re-validation of the response model
+    # (a dump, a full validation and a dump again), a large share of a status poll's CPU time.
+    return Response(body.model_dump_json(), media_type="application/json")
+
+
 StudyStatusQuery = Annotated[schemas.StudyStatus | None, Query(description="Only studies in this state.")]
 
 
@@ -52,32 +62,54 @@ def submit_study(spec: StudySpec, session: SessionDep, user: UserDep, settings: 
     check_allowed(spec, settings)
     study = repository.submit(session, user, spec, settings.max_queued_per_user)
     session.commit()
-    return schemas.detail(study, settings.mlflow_ui_url)
+    view = repository.view_of(study, user.name)
+    return schemas.detail(view, _stats(None, session, view), settings.mlflow_ui_url)
+
+
+def _stats(request: Request | None, session: Session, study: repository.StudyView) -> schemas.TrialStats:
+    """Trial counts and best trial, through the app's cache (a fresh one for a write's own answer)."""
+    cache = request.app.state.trial_stats if request is not None else schemas.TrialStatsCache()
+    return cache.get(study, lambda: repository.load_trials(session, study.seq))
 
 
 @router.get("", response_model=schemas.StudyPage, responses=ERRORS)
-def list_studies(
-    session: SessionDep,
+async def list_studies(
+    request: Request,
     user: UserDep,
     status: StudyStatusQuery = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     offset: Annotated[int, Query(ge=0, le=2**31 - 1)] = 0,
-) -> schemas.StudyPage:
+) -> Response:
     """Your studies (all of them for admins), newest first."""
-    rows, total = repository.page(session, user, status, limit, offset)
-    return schemas.StudyPage(items=[schemas.summary(s) for s in rows], total=total, limit=limit, offset=offset)
+
+    def work(session: Session) -> schemas.StudyPage:
+        rows, total = repository.view_page(session, user, status, limit, offset)
+        items = [schemas.summary(s, _stats(request, session, s)) for s in rows]
+        return schemas.StudyPage(items=items, total=total, limit=limit, offset=offset)
+
+    return _json(await read(request, work))
 
 
 @router.get("/{study_id}", response_model=schemas.StudyDetail, responses=ERRORS)
-def get_study(study_id: str, session: SessionDep, user: UserDep, settings: SettingsDep) -> schemas.StudyDetail:
+async def get_study(study_id: str, request: Request, user: UserDep, settings: SettingsDep) -> Response:
     """Spec, status, timestamps, trial counts by state, best trial so far, MLflow ids and links."""
-    return schemas.detail(repository.get(session, user, study_id), settings.mlflow_ui_url)
+
+    def work(session: Session) -> schemas.StudyDetail:
+        study = repository.view(session, user, study_id)
+        return schemas.detail(study, _stats(request, session, study), settings.mlflow_ui_url)
+
+    return _json(await read(request, work))
 
 
 @router.get("/{study_id}/trials", response_model=schemas.TrialList, responses=ERRORS)
-def get_trials(study_id: str, session: SessionDep, user: UserDep) -> schemas.TrialList:
+async def get_trials(study_id: str, request: Request, user: UserDep) -> Response:
     """Per-trial configuration, state, latest and final metrics."""
-    return schemas.trial_list(repository.get(session, user, study_id))
+
+    def work(session: Session) -> schemas.TrialList:
+        study = repository.view(session, user, study_id)
+        return schemas.trial_list(study, repository.load_trials(session, study.seq))
+
+    return _json(await read(request, work))
 
 
 @router.get(
@@ -100,8 +132,10 @@ def get_report(
     format: Annotated[Literal["json", "md", "png"], Query(description="json, md (Markdown) or png (α plot).")] = "json",
 ) -> Response:
     """The paper-style report (leaderboard, factor table, α curve); live while the study runs."""
-    study = repository.get(session, user, study_id)
-    report = build_report(StudySpec.model_validate(study.spec), repository.trial_records(study), study.id)
+    study = repository.view(session, user, study_id)
+    trials = repository.load_trials(session, study.seq)
+    session.commit()  # end the read transaction: building and rendering the report takes a while
+    report = build_report(StudySpec.model_validate(study.spec), trials, study.id)
     if format == "md":
         return Response(render_markdown(report), media_type="text/markdown")
     if format == "png":
@@ -121,7 +155,8 @@ def cancel_study(study_id: str, session: SessionDep, user: UserDep, settings: Se
     """Cancel: a queued study at once; a running one is stopped gracefully (its Tune state stays resumable)."""
     study = repository.request_cancel(session, user, study_id)
     session.commit()
-    return schemas.detail(study, settings.mlflow_ui_url)
+    view = repository.view_of(study, study.owner.name)
+    return schemas.detail(view, _stats(None, session, view), settings.mlflow_ui_url)
 
 
 @router.delete(

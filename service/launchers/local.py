@@ -13,6 +13,7 @@ import os
 import signal
 import subprocess
 import sys
+from contextlib import suppress
 from pathlib import Path
 
 from service.errors import LaunchError
@@ -64,10 +65,19 @@ class LocalLauncher(Launcher):
                 )  # fmt: skip
         except OSError as error:
             raise LaunchError(f"could not start the study driver: {error}") from error
+        self._deprioritise(popen.pid)
         self._children[popen.pid] = popen
         handle = f"{popen.pid}:{process_start_time(popen.pid) or '?'}"
         pid_path.write_text(handle)
         return handle
+
+    def _deprioritise(self, pid: int) -> None:
+        # Training would otherwise take the cores from the API (a status poll then waits behind Ray's
+        # workers). Niceness is inherited, so the driver's local Ray and its trial workers, all started
+        # later by the driver, get it too; an idle API leaves them every cycle anyway.
+        if self.settings.driver_nice > 0:
+            with suppress(OSError):
+                os.setpriority(os.PRIO_PROCESS, pid, self.settings.driver_nice)
 
     def find(self, launch: Launch) -> str | None:
         pid_path = self._paths(launch)[2]

@@ -54,6 +54,7 @@ def settings(tmp_path: Path, database_url: str) -> ServiceSettings:
         max_queued_per_user=5,
         max_body_bytes=64_000,
         mlflow_ui_url="http://127.0.0.1:5000",
+        token_cache_s=1.0,
     )
 
 

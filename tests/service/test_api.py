@@ -8,11 +8,12 @@ import json
 import pytest
 from sqlalchemy import func, select
 
-from service import repository
+from service import auth, repository
 from service.db import session_factory
-from service.models import Study
+from service.models import Study, Token
 from studies.records import TrialRecord
 from tests.service.conftest import TINY_SPEC, Api
+from tests.support.processes import wait_until
 
 STUDIES = "/api/v1/studies"
 
@@ -266,3 +267,32 @@ def test_readyz_reports_each_part(api: Api) -> None:
     assert response.status_code == 200, response.text
     assert response.json()["checks"]["database"] == "ok"
     assert response.json()["checks"]["mlflow"] == "ok"
+
+
+def test_a_deleted_token_stops_working_within_the_cache_time(api: Api) -> None:
+    with api.client("bob") as bob:
+        assert bob.get(STUDIES).status_code == 200  # now cached
+        with session_factory(api.engine)() as session:
+            session.execute(Token.__table__.delete().where(Token.token_hash == auth.hash_token(api.tokens["bob"])))
+            session.commit()
+        refused = wait_until(lambda: bob.get(STUDIES).status_code == 401, api.settings.token_cache_s + 5, 0.2, "401")
+    assert refused
+
+
+def test_token_cache_remembers_callers_and_unknown_tokens_for_ttl_only() -> None:
+    now = [100.0]
+    cache = auth.TokenCache(ttl_s=5.0, max_entries=2, clock=lambda: now[0])
+    alice = auth.Caller(1, "alice", False)
+    assert cache.get("a") == (False, None)
+    cache.put("a", alice)
+    cache.put("nobody", None)
+    assert cache.get("a") == (True, alice)
+    assert cache.get("nobody") == (True, None)  # known to be invalid: no database lookup
+    now[0] += 5.1
+    assert cache.get("a") == (False, None)  # expired: asked again
+    cache.put("a", alice)
+    cache.put("b", alice)
+    cache.put("c", alice)  # bounded: the least recently used entries go, fresh or not
+    assert cache.get("a") == (False, None)
+    assert cache.get("c") == (True, alice)
+    assert auth.TokenCache(ttl_s=0).get("a") == (False, None)

@@ -28,23 +28,23 @@ pytestmark = pytest.mark.slow
 def fake_progress(tracking_uri: str, study_id: str, spec: Any) -> Any:
     """What MLflow would say, from the fake driver's progress.json."""
     del tracking_uri, spec
-    path = Path(SETTINGS["results"]) / study_id / "progress.json"
+    path = Path(SETTINGS["current"].experiment_path(study_id)) / "progress.json"
     if not path.exists():
         return None
     status = json.loads(path.read_text())["status"]
     return SimpleNamespace(experiment_id="1", parent_run_id="p", status=status, trials=[])
 
 
-SETTINGS: dict[str, str] = {}
+SETTINGS: dict[str, ServiceSettings] = {}
 
 
 @pytest.fixture
 def fake_settings(settings: ServiceSettings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> ServiceSettings:
     monkeypatch.setenv("PYTHONPATH", str(REPO))
-    SETTINGS["results"] = str(tmp_path / "results")
-    return settings.model_copy(
-        update={"driver_module": "tests.support.fake_driver", "results_uri": SETTINGS["results"], "max_attempts": 3}
-    )
+    fields = {"driver_module": "tests.support.fake_driver", "results_uri": str(tmp_path / "results"), "max_attempts": 3}
+    updated = settings.model_copy(update=fields)
+    SETTINGS["current"] = updated
+    return updated
 
 
 def make_dispatcher(settings: ServiceSettings, engine: Engine) -> Dispatcher:
@@ -77,7 +77,7 @@ def run_until(dispatcher: Dispatcher, done: Any, timeout_s: float = 60) -> None:
 
 
 def starts(settings: ServiceSettings, study_id: str) -> list[str]:
-    path = Path(settings.resolved_results_uri) / study_id / "starts.txt"
+    path = Path(settings.experiment_path(study_id)) / "starts.txt"
     return path.read_text().splitlines() if path.exists() else []
 
 

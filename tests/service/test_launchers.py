@@ -52,7 +52,7 @@ def wait_ended(launcher: Launcher, handle: str, timeout_s: float = 90.0):  # typ
 
 
 def starts(launcher: Launcher, launch: Launch) -> list[str]:
-    path = Path(launcher.settings.resolved_results_uri) / launch.study_id / "starts.txt"
+    path = Path(launcher.settings.experiment_path(launch.study_id)) / "starts.txt"
     return path.read_text().splitlines() if path.exists() else []
 
 
@@ -82,9 +82,7 @@ def test_stop_is_graceful_and_ends_cancelled(launcher: Launcher) -> None:
     state = wait_ended(launcher, handle, 60)
     assert (state.state, state.exit_code) == ("exited", 3)
     assert "stopped by SIGINT" in launcher.logs(launch.study_id, handle)
-    progress = json.loads(
-        (Path(launcher.settings.resolved_results_uri) / launch.study_id / "progress.json").read_text()
-    )
+    progress = json.loads((Path(launcher.settings.experiment_path(launch.study_id)) / "progress.json").read_text())
     assert progress["status"] == "cancelled"
 
 
@@ -109,3 +107,19 @@ def test_a_killed_driver_is_lost_not_succeeded(launcher: Launcher) -> None:
 
 def test_an_unlaunched_attempt_is_not_found(launcher: Launcher) -> None:
     assert launcher.find(a_launch("never", "", attempt=7)) is None
+
+
+def test_local_drivers_run_niced_so_the_api_keeps_its_cores(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PYTHONPATH", str(REPO))
+    settings = ServiceSettings(
+        home=tmp_path / "home", results_uri=str(tmp_path / "results"), driver_module="tests.support.fake_driver",
+        driver_nice=7,
+    )  # fmt: skip
+    launcher = make_launcher(settings)
+    launch = a_launch("niced", "sleep=2 exit=0")
+    handle = launcher.launch(launch)
+    pid = int(handle.split(":")[0])
+    # Field 19 of /proc/PID/stat is the niceness; fields[0] after the command name is field 3.
+    nice = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[16])
+    assert nice >= 7  # at least ours (more if the test runner itself is niced)
+    assert wait_ended(launcher, handle).exit_code == 0

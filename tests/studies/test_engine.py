@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 
 import pytest
 from mlflow.tracking import MlflowClient
+from typer.testing import CliRunner
 
+from studies.cli import app
 from studies.engine import run_study
+from studies.live import ProgressView
 from studies.progress import read_progress
 from studies.records import TrialRecord
 from studies.settings import StudySettings
@@ -34,7 +39,7 @@ def tiny_spec(**overrides: Any) -> dict[str, Any]:
 
 @pytest.mark.parametrize("store", ["sqlite", "server"])
 def test_a_study_runs_every_trial_and_records_it(
-    store: str, local_ray: None, settings: StudySettings, request: pytest.FixtureRequest
+    store: str, local_ray: None, settings: StudySettings, request: pytest.FixtureRequest, tmp_path: Path
 ) -> None:
     if store == "server":
         settings.tracking_uri = request.getfixturevalue("mlflow_server")
@@ -78,6 +83,34 @@ def test_a_study_runs_every_trial_and_records_it(
     assert table is not None
     counted = sum(cell.n for row in table.rows for cell in row.cells)
     assert counted == sum(t.status == "finished" for t in outcome.trials)
+
+    view = ProgressView(parse_spec(tiny_spec()), total=4)
+    view.update(outcome.trials)
+    best = min(outcome.trials, key=lambda t: t.metrics["median_test_error"])
+    assert view.best() is not None
+    assert view.best().metrics["median_test_error"] == best.metrics["median_test_error"]
+    assert view.counts()["finished"] + view.counts()["stopped"] == 4
+    check_report_command(settings, outcome.study_id, tmp_path, best)
+
+
+def check_report_command(settings: StudySettings, study_id: str, folder: Path, best: TrialRecord) -> None:
+    """`mixup-studies report` rebuilds the driver's report from MLflow alone."""
+    env = {"MIXUP_STUDIES_TRACKING_URI": settings.resolved_tracking_uri}
+    runner = CliRunner()
+    as_json = runner.invoke(app, ["report", study_id, "--format", "json"], env=env)
+    assert as_json.exit_code == 0, as_json.output
+    report = json.loads(as_json.output)
+    assert report["study_id"] == study_id
+    assert report["leaderboard"][0]["value"] == pytest.approx(best.metrics["median_test_error"])
+    markdown = runner.invoke(app, ["report", study_id], env=env)
+    assert markdown.exit_code == 0
+    assert "median_test_error" in markdown.output
+    png = folder / "plot.png"
+    drawn = runner.invoke(app, ["report", study_id, "--format", "png", "-o", str(png)], env=env)
+    assert drawn.exit_code == 0, drawn.output
+    assert png.read_bytes().startswith(b"\x89PNG")
+    missing = runner.invoke(app, ["report", "no-such-study"], env=env)
+    assert missing.exit_code == 2
 
 
 def test_a_study_whose_every_trial_fails_ends_failed_with_the_error(local_ray: None, settings: StudySettings) -> None:

@@ -100,6 +100,7 @@ def test_random_points_are_seeded_and_inside_the_ranges() -> None:
         ({"search": {"algorithm": "random", "space": {"alpha": {"low": 2, "high": 1}}}}, "low=2.0, high=1.0"),
         ({"search": {"space": {"alpha": {"low": 0, "high": 1}}}}, "search.space.alpha: a range needs"),
         ({"resources": {"gpu": 0.5}}, "resources.gpu: 0.5 GPUs asked for a CPU-only run"),
+        ({"training": {"device": "cuda:1"}}, "training.device: a trial sees its GPU as cuda:0, got 'cuda:1'"),
         ({"metric": "accuracy"}, "unknown metric 'accuracy'"),
         ({"scheduler": {"name": "hyperband"}}, "scheduler.name"),
         ({"colour": "blue"}, "colour"),
@@ -200,3 +201,11 @@ def test_validate_command_prints_the_count_or_the_errors(tmp_path: Path) -> None
     )
     assert env_cap.returncode == 2
     assert "36 trials, above the limit of 10" in env_cap.stderr
+
+
+def test_the_readme_example_spec_validates() -> None:
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    block = readme.split("## Studies: the spec format")[1].split("```yaml")[1].split("```")[0]
+    spec = parse_spec(yaml.safe_load(block))
+    assert trial_count(spec) == 3 * 2 * 3 * 2
+    assert spec.scheduler.name == "asha"

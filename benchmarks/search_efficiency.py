@@ -1,0 +1,189 @@
+"""Search efficiency: Optuna (TPE) + ASHA vs the full grid on the Fashion-MNIST ablation space.
+
+Both studies run through the real engine (``studies.engine.run_study``: local Ray with ``num_cpus=2``
+and its own temp dir, 2 trials at a time with ``cpu: 1`` each, MLflow logging to a SQLite store in a
+temporary ``MIXUP_STUDIES_HOME``) on the space of ``studies/presets/fashion_mnist_ablation.yaml``:
+α ∈ {0, 0.2, 1} × weight decay ∈ {1e-4, 5e-4} × mixing layer ∈ {input, layer1, feature_map} with
+``small_cnn`` (SGD momentum 0.9, batch 128, lr 0.05, step schedule, crop + flip), shrunk for CPU cost:
+1 seed (the preset has 2), a stratified 2,000-image training subset (10,000), 6 epochs (15) and so the
+paper's metric — median test error of the last N epochs, in percent — over the last 4 epochs (10).
+The test set is Fashion-MNIST's full 10,000 images (``/usr/share/datasets/fashion-mnist``).
+
+* grid: all 18 configurations, FIFO, every trial runs all epochs: ``grid_trial_epochs`` = 18 × 6.
+* optuna + ASHA: TPE (sampler seed 0) over the same three axes (as categorical choices), 18 trials
+  (``--optuna-trials``), ASHA on epochs (grace period 1, reduction factor 3, max 6 epochs).
+
+``budget_fraction``: walk the optuna study's trial-epochs in the order they completed (the MLflow
+metric timestamps the driver wrote) and count them until the first trial that finished all epochs
+with ``median_test_error`` ≤ the grid's best + 0.5 points (that trial's last epoch included);
+divide by ``grid_trial_epochs``. Goal ≤ 0.25. When no optuna trial gets there, the fraction is the
+whole optuna run's and ``reached`` is false. ``mlflow_share``: both drivers' MLflow writer busy time
+÷ their trial work (Σ ``epoch_seconds``: the training passes), as in ``study_overhead.py``.
+
+Usage: ``python benchmarks/search_efficiency.py [--epochs 6] [--train-subset 2000] [--optuna-trials 18]
+[--quick]`` (quick: 2 × 1 × 2 configurations, 600 images, 2 epochs). Prints one JSON line (last on stdout).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from mixup_core import metrics as M
+
+DATA_DIR = Path("/usr/share/datasets/fashion-mnist")
+CONCURRENCY = 2
+TOLERANCE = 0.5  # points of test error
+
+
+def study_spec(args: argparse.Namespace, algorithm: str) -> Any:
+    from studies.specfile import load_spec, preset_path
+
+    base = load_spec(preset_path("fashion_mnist_ablation")).model_dump(mode="json")
+    base["name"] = f"search-efficiency-{algorithm}"
+    base["dataset"].update(train_subset=args.train_subset, data_dir=str(args.data_dir), download=False)
+    base["training"].update(epochs=args.epochs, device="cpu")
+    base["evaluation"]["median_window"] = args.median_window
+    space = base["search"]["space"]
+    if args.quick:
+        space.update(alpha=[0.0, 1.0], weight_decay=[0.0005], layer=["input", "feature_map"])
+    base["search"]["seeds"] = [0]
+    if algorithm == "optuna":
+        base["search"].update(algorithm="optuna", num_samples=args.optuna_trials, seed=0)
+        base["scheduler"] = {"name": "asha", "grace_period": 1, "reduction_factor": 3}
+    else:
+        base["scheduler"] = {"name": "fifo"}
+    base["resources"] = {"cpu": 1}
+    base["max_concurrent_trials"] = CONCURRENCY
+    from studies.spec import StudySpec
+
+    return StudySpec.model_validate(base)
+
+
+def epoch_events(outcome: Any, tracking_uri: str) -> list[tuple[int, str, int, float, float]]:
+    """(driver timestamp ms, trial id, epoch, median test error, epoch seconds) of every trial-epoch."""
+    from mlflow.tracking import MlflowClient
+
+    from studies.tracking import existing_trial_runs
+
+    client = MlflowClient(tracking_uri)
+    events = []
+    for trial_id, run_id in existing_trial_runs(client, outcome.mlflow).items():
+        errors = {m.step: m for m in client.get_metric_history(run_id, M.MEDIAN_TEST_ERROR)}
+        seconds = {m.step: m.value for m in client.get_metric_history(run_id, M.EPOCH_SECONDS)}
+        for step, metric in errors.items():
+            events.append((metric.timestamp, trial_id, step, metric.value, seconds.get(step, 0.0)))
+    return sorted(events)
+
+
+def run_one(spec: Any, settings: Any) -> tuple[Any, list[tuple[int, str, int, float, float]], float]:
+    from studies.engine import run_study
+
+    started = time.perf_counter()
+    outcome = run_study(spec, settings=settings)
+    wall = time.perf_counter() - started
+    if outcome.status != "succeeded":
+        raise RuntimeError(f"{spec.name} ended {outcome.status}: {outcome.notes}")
+    return outcome, epoch_events(outcome, settings.resolved_tracking_uri), wall
+
+
+def budget_until(events: list[tuple[int, str, int, float, float]], epochs: int, target: float) -> tuple[int, float]:
+    """Trial-epochs spent until the first trial finished all epochs at ≤ target (all of them when none did)."""
+    for spent, (_, _, epoch, error, _) in enumerate(events, start=1):
+        if epoch == epochs and error <= target:
+            return spent, error
+    finals = [e[3] for e in events if e[2] == epochs]
+    return len(events), min(finals) if finals else float("inf")
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    home = Path(tempfile.mkdtemp(prefix="mxse-"))  # short: Ray's socket paths live under its temp dir
+    os.environ["MIXUP_STUDIES_HOME"] = str(home)
+    try:
+        import ray
+
+        from studies.engine import init_ray
+        from studies.settings import StudySettings
+
+        settings = StudySettings(home=home, ray_num_cpus=CONCURRENCY, ray_temp_dir=home / "ray")
+        init_ray(settings)
+        try:
+            grid, grid_events, grid_wall = run_one(study_spec(args, "grid"), settings)
+            optuna, optuna_events, optuna_wall = run_one(study_spec(args, "optuna"), settings)
+        finally:
+            ray.shutdown()
+        grid_finals = {trial: error for _, trial, epoch, error, _ in grid_events if epoch == args.epochs}
+        grid_best = min(grid_finals.values())
+        spent, found = budget_until(optuna_events, args.epochs, grid_best + TOLERANCE)
+        work = sum(e[4] for e in grid_events) + sum(e[4] for e in optuna_events)
+        mlflow_s = grid.mlflow_seconds + optuna.mlflow_seconds
+        return {
+            "benchmark": "search_efficiency",
+            "quick": args.quick,
+            "budget_fraction": round(spent / len(grid_events), 4),
+            "grid_best_error": round(grid_best, 3),
+            "found_error": round(found, 3),
+            "reached": found <= grid_best + TOLERANCE,
+            "optuna_epochs_to_target": spent,
+            "grid_trial_epochs": len(grid_events),
+            "optuna_trial_epochs": len(optuna_events),
+            "grid_trials": len(grid_finals),
+            "optuna_trials": len(optuna.trials),
+            "optuna_finished_trials": sum(1 for e in optuna_events if e[2] == args.epochs),
+            "mlflow_share": round(mlflow_s / work, 5),
+            "mlflow_s": round(mlflow_s, 3),
+            "trial_work_s": round(work, 2),
+            "grid_wall_s": round(grid_wall, 1),
+            "optuna_wall_s": round(optuna_wall, 1),
+            "epochs": args.epochs,
+            "train_subset": args.train_subset,
+            "median_window": args.median_window,
+            "seeds": 1,
+            "machine": machine(),
+        }
+    finally:
+        shutil.rmtree(home, ignore_errors=True)
+
+
+def machine() -> str:
+    import platform
+
+    cpu = platform.machine()
+    with contextlib.suppress(OSError), open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    return f"{cpu}, {os.cpu_count()} cpus, {platform.system()} {platform.release()}"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--epochs", type=int, default=6)
+    parser.add_argument("--train-subset", type=int, default=2000)
+    parser.add_argument("--median-window", type=int, default=4)
+    parser.add_argument("--optuna-trials", type=int, default=18)
+    parser.add_argument("--data-dir", type=Path, default=DATA_DIR)
+    parser.add_argument("--quick", action="store_true", help="a smoke run: 4 configurations, 600 images, 2 epochs")
+    args = parser.parse_args()
+    if args.quick:
+        args.epochs, args.train_subset, args.median_window, args.optuna_trials = 2, 600, 2, 3
+    # Ray and Tune print to stdout; the JSON line must be the last line there.
+    with contextlib.redirect_stdout(io.StringIO()) as captured:
+        result = run(args)
+    if captured.getvalue().strip():
+        print(captured.getvalue(), file=sys.stderr, end="")
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,90 @@
+"""The GPU benchmarks (issue 6) run end to end with ``--quick`` and print one JSON line.
+
+On a machine without CUDA they run on the CPU and say ``"gpu": null``; the
+figures are then meaningless, so only their shape is checked, never a goal.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[2]
+pytestmark = pytest.mark.slow  # each script imports torch in fresh processes: about a minute on 2 busy cores
+
+
+@functools.cache  # each script runs once per test session
+def run_quick(script: str) -> dict[str, Any]:
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / script), "--quick"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    lines = [line for line in proc.stdout.splitlines() if line.strip()]
+    assert len(lines) == 1, proc.stdout
+    result = json.loads(lines[0])
+    assert isinstance(result, dict)
+    assert result["quick"] is True
+    return result
+
+
+def positive(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value) and value > 0
+
+
+def test_gpu_throughput_reports_every_arm_and_the_derived_figures() -> None:
+    result = run_quick("gpu_throughput.py")
+    assert result["benchmark"] == "gpu_throughput"
+    assert result["gpu"] == (torch.cuda.get_device_name(0) if torch.cuda.is_available() else None)
+    for key in ("best_img_per_s", "ours_vs_reference", "paper_run_minutes", "paper_run_minutes_with_eval"):
+        assert positive(result[key]), (key, result[key])
+    assert 0 < result["mixing_share"] < 1
+    arms = {"reference", "ours_fp32", "ours_bf16_cl", "ours_compile"}
+    batches = [str(b) for b in result["batch_sizes"]]
+    assert sorted(result["img_per_s"]) == sorted(batches)
+    for batch in batches:
+        rates = result["img_per_s"][batch]
+        assert set(rates) == arms
+        compiled = rates.pop("ours_compile")
+        assert all(positive(v) for v in rates.values()), rates
+        assert (compiled is None) == ("ours_compile" in result["skipped"])
+        assert all(0 < share < 1 for share in result["mixing_share_by"][batch].values())
+        # The headline ratio: the fastest of our arms over the reference loop, at the same batch size.
+        best = max(v for arm, v in rates.items() if arm != "reference")
+        want = best / rates["reference"]
+        assert result["ours_vs_reference_by_batch"][batch] == pytest.approx(want, rel=0.01)
+    # 200 epochs × 50 000 images at the best rate, in minutes.
+    assert result["paper_run_minutes"] == pytest.approx(200 * 50_000 / result["best_img_per_s"] / 60, rel=0.01)
+    assert result["best_img_per_s"] == max(
+        v for rates in result["img_per_s"].values() for arm, v in rates.items() if arm != "reference" and v
+    )
+
+
+def test_gpu_packing_reports_the_gain_of_concurrent_trials() -> None:
+    result = run_quick("gpu_packing.py")
+    assert result["benchmark"] == "gpu_packing"
+    assert result["gpu"] == (torch.cuda.get_device_name(0) if torch.cuda.is_available() else None)
+    assert positive(result["packing_gain"])
+    assert positive(result["best_packing_gain"])
+    levels = result["levels"]
+    assert set(levels) == {"1", "2"}
+    for processes, level in levels.items():
+        assert level["processes"] == int(processes)
+        assert level["trials"] == result["trials"]  # every level trains all the trials
+        assert positive(level["img_per_s"]) and positive(level["trials_per_hour"])
+        # The trainer inside each worker resolved "auto" itself: CUDA where there is one, else the CPU.
+        assert level["devices"] == (["cuda:0"] if torch.cuda.is_available() else ["cpu"])
+    gain = levels[str(result["packing_gain_at"])]["img_per_s"] / levels["1"]["img_per_s"]
+    assert result["packing_gain"] == pytest.approx(gain, rel=0.01)

@@ -1,0 +1,83 @@
+"""The studies benchmarks run end to end (``--quick``) and print their one JSON line.
+
+Each script starts its own local Ray (``num_cpus=2``, its own temp dir) and MLflow store and runs
+real studies through ``studies.engine.run_study``; only the shape of the output is checked here —
+the goals (``wall_over_ideal`` ≤ 1.2, ``budget_fraction`` ≤ 0.25, ``mlflow_share`` ≤ 0.02) are the
+benchmarks' business (benchmarks/RESULTS.md), not the test suite's.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+pytestmark = pytest.mark.slow
+
+
+def run_quick(script: str, timeout_s: float) -> dict[str, Any]:
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / script), "--quick"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout_s,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    lines = [line for line in proc.stdout.splitlines() if line.strip()]
+    assert lines, proc.stderr[-4000:]
+    result = json.loads(lines[-1])
+    assert isinstance(result, dict)
+    assert result["quick"] is True
+    return result
+
+
+def assert_positive_numbers(result: dict[str, Any], keys: list[str]) -> None:
+    for key in keys:
+        value = result[key]
+        assert isinstance(value, int | float) and not isinstance(value, bool), (key, value)
+        assert math.isfinite(value), (key, value)
+        assert value > 0, (key, value)
+
+
+@pytest.mark.timeout(900)
+def test_study_overhead_quick() -> None:
+    result = run_quick("study_overhead.py", timeout_s=840)
+    assert result["benchmark"] == "study_overhead"
+    assert_positive_numbers(
+        result, ["wall_over_ideal", "mlflow_share", "wall_s", "ideal_s", "trial_work_s", "trials", "first_training_s"]
+    )
+    assert result["trials"] == 4
+    assert result["trial_epochs"] == 4 * result["epochs"]
+    # the ratio is the wall time over the measured ideal, as documented
+    assert result["wall_over_ideal"] == pytest.approx(result["wall_s"] / result["ideal_s"], rel=1e-2)
+    assert isinstance(result["machine"], str) and result["machine"]
+
+
+@pytest.mark.timeout(1500)
+def test_search_efficiency_quick() -> None:
+    result = run_quick("search_efficiency.py", timeout_s=1440)
+    assert result["benchmark"] == "search_efficiency"
+    assert_positive_numbers(
+        result,
+        [
+            "budget_fraction",
+            "grid_best_error",
+            "found_error",
+            "mlflow_share",
+            "grid_trial_epochs",
+            "optuna_trial_epochs",
+            "optuna_epochs_to_target",
+        ],
+    )
+    assert result["grid_trial_epochs"] == result["grid_trials"] * result["epochs"]
+    assert result["optuna_epochs_to_target"] <= result["optuna_trial_epochs"]
+    assert result["grid_best_error"] <= 100 and result["found_error"] <= 100  # errors in percent
+    assert result["reached"] == (result["found_error"] <= result["grid_best_error"] + 0.5)
