@@ -163,16 +163,34 @@ def run_study(
             on_progress(records)
 
     callbacks.register(study_id, spec, writer, listen)
-    try:
-        with interrupts.graceful_stops():
+    with interrupts.graceful_stops():  # held to the end: a stop while the report is written must not cut it
+        try:
             try:
                 _tuner(spec, study_id, path, resume, settings).fit()
                 interrupted = interrupts.stop_requested()
             except KeyboardInterrupt:  # stopped before Tune took over its signals, or a second Ctrl+C
                 interrupted = True
-    finally:
-        delivered = writer.close()
-        callbacks.unregister(study_id)
+            if not interrupted:
+                writer.settle(latest)
+        finally:
+            delivered = writer.close()
+            callbacks.unregister(study_id)
+        return _finish(spec, study_id, client, study, latest, interrupted, delivered, writer, path, started)
+
+
+def _finish(
+    spec: StudySpec,
+    study_id: str,
+    client: MlflowClient,
+    study: StudyRun,
+    latest: list[TrialRecord],
+    interrupted: bool,
+    delivered: bool,
+    writer: TrialLogWriter,
+    path: str,
+    started: float,
+) -> StudyOutcome:
+    """Close the study in MLflow with its report, and say how it went."""
     status = _outcome(latest, interrupted)
     if latest and not interrupted:
         pruned = prune_orphan_trials(client, study, {r.trial_id for r in latest})

@@ -30,7 +30,9 @@ def _after_tune_stop(signum: int, frame: FrameType | None) -> None:
 
 def _forward_sigterm(signum: int, frame: FrameType | None) -> None:
     _sigterm_seen.set()
-    os.kill(os.getpid(), signal.SIGUSR1)
+    if signal.getsignal(signal.SIGUSR1) in (signal.SIG_DFL, None):
+        raise KeyboardInterrupt  # Tune is not listening yet: stop like a Ctrl+C before the trials start
+    os.kill(os.getpid(), signal.SIGUSR1)  # Tune's handler; after fit it only sets a flag nobody waits on
 
 
 @contextmanager

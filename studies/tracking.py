@@ -28,6 +28,7 @@ from mlflow.entities import Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
 
 if TYPE_CHECKING:
+    from studies.records import TrialRecord
     from studies.spec import StudySpec
 
 log = logging.getLogger(__name__)
@@ -172,6 +173,7 @@ class TrialLogWriter:
         self.run_ids = existing_trial_runs(client, study)
         self._resumed = set(self.run_ids)  # trials that already had a run when this writer started
         self._create_failed: set[str] = set()
+        self._ended: set[str] = set()  # trials this writer saw end
         self._queue: queue.Queue[tuple[str, _Pending]] = queue.Queue()
         self._backlog: dict[str, _Pending] = {}
         self._stop = threading.Event()
@@ -199,10 +201,24 @@ class TrialLogWriter:
         self._queue.put((trial_id, _Pending(metrics=metrics)))
 
     def end_trial(self, trial_id: str, status: str, trial_status: str, error: str | None = None) -> None:
+        self._ended.add(trial_id)
         tags = {STATUS_TAG: trial_status}
         if error:
             tags[ERROR_TAG] = error[:5000]
         self._queue.put((trial_id, _Pending(tags=tags, status=status)))
+
+    def settle(self, records: Iterable[TrialRecord]) -> None:
+        """Record the end of trials that ended out of this writer's sight.
+
+        A driver killed hard loses its last unflushed writes; Tune restores those trials
+        as ended and calls nothing back for them. Their final metrics (at their last epoch)
+        and status are written again here, which is harmless for a run that has them.
+        """
+        final = {"finished": "FINISHED", "stopped": "FINISHED", "failed": "FAILED"}
+        for record in records:
+            if record.status in final and record.trial_id not in self._ended:
+                self.log_metrics(record.trial_id, record.metrics, step=record.epochs)
+                self.end_trial(record.trial_id, final[record.status], record.status, record.error)
 
     # -- consumer side ---------------------------------------------------------------
 

@@ -88,11 +88,14 @@ def test_killed_and_stopped_drivers_resume_to_exactly_the_requested_trials(tmp_p
         wait_until(lambda: finished() > done_before or not driver.alive(), 600, 1.0, "a trial after the resume")
         if driver.alive():  # it may legitimately have finished everything already on a slow machine
             driver.popen.send_signal(signal.SIGTERM)  # the driver alone, as `ray job stop` or docker would
-            assert driver.popen.wait(timeout=240) == 3, driver.log_text()
+            code = driver.popen.wait(timeout=240)
+            # 3 = cancelled; 0 when the signal came as the last trial ended (the study then completes).
+            assert code in (0, 3), driver.log_text()
             progress = read_progress(uri, STUDY_ID)
             assert progress is not None
-            assert progress.status == "cancelled"
-            assert "--resume" in driver.log_text()
+            assert progress.status == ("cancelled" if code == 3 else "succeeded")
+            if code == 3:
+                assert "--resume" in driver.log_text()
 
         # 3. Resume again, to the end.
         driver = start("--resume")
