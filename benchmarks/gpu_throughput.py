@@ -40,7 +40,6 @@ import argparse
 import gc
 import json
 import os
-import platform
 import statistics
 import time
 from collections.abc import Callable, Iterator
@@ -49,6 +48,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 import torch
+from _common import machine, mixup_data
 from PIL import Image
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
@@ -106,16 +106,6 @@ def fresh_model(name: str, device: torch.device, seed: int) -> nn.Module:
         torch.manual_seed(seed)  # the trainer's initialisation: every arm starts from the same weights
         model = build_model(ModelConfig(name=name), SHAPE, NUM_CLASSES)
     return model.to(device).train()
-
-
-def mixup_data(
-    x: torch.Tensor, y: torch.Tensor, alpha: float = 1.0
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, float]:
-    """The paper's ``mixup_data`` (mixup-cifar10/train.py), with ``use_cuda`` as "on x's device"."""
-    lam = float(np.random.beta(alpha, alpha)) if alpha > 0 else 1.0
-    index = torch.randperm(x.size(0)).to(x.device)
-    mixed_x = lam * x + (1 - lam) * x[index, :]
-    return mixed_x, y, y[index], lam
 
 
 def reference_arm(
@@ -348,22 +338,6 @@ def free(device: torch.device) -> None:
 
 
 # -- report ------------------------------------------------------------------------
-
-
-def machine(device: torch.device) -> dict[str, Any]:
-    info: dict[str, Any] = {
-        "cpu_count": os.cpu_count(),
-        "torch": torch.__version__,
-        "python": platform.python_version(),
-        "device": str(device),
-        "threads": torch.get_num_threads(),
-    }
-    if device.type == "cuda":
-        props = torch.cuda.get_device_properties(device)
-        info["gpu_memory_gib"] = round(props.total_memory / 2**30, 1)
-        info["cuda"] = torch.version.cuda
-        info["cudnn"] = torch.backends.cudnn.version()
-    return info
 
 
 def minutes(img_per_s: float, eval_seconds: float = 0.0) -> float:

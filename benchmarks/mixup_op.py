@@ -29,79 +29,19 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
-import time
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 import torch
+from _common import machine, mixup_data, time_interleaved
 from timm.data import Mixup
 
 from mixup_core import Mixer, MixupConfig
 
 SHAPES: tuple[tuple[int, int, int, int], ...] = ((128, 3, 32, 32), (1024, 3, 32, 32))
 NUM_CLASSES = 10
-
-
-def reference_mixup_data(
-    x: torch.Tensor, y: torch.Tensor, alpha: float = 1.0
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, float]:
-    """The paper's ``mixup_data`` (mixup-cifar10/train.py), device-agnostic."""
-    lam = float(np.random.beta(alpha, alpha)) if alpha > 0 else 1.0
-    index = torch.randperm(x.size(0)).to(x.device)
-    mixed_x = lam * x + (1 - lam) * x[index, :]
-    return mixed_x, y, y[index], lam
-
-
-def machine(device: torch.device) -> dict[str, Any]:
-    """What the figures were measured on."""
-    info: dict[str, Any] = {
-        "cpu_count": os.cpu_count(),
-        "cpu_model": _cpu_model(),
-        "torch": torch.__version__,
-        "python": platform.python_version(),
-        "device": str(device),
-        "threads": torch.get_num_threads(),
-    }
-    if device.type == "cuda":
-        info["gpu"] = torch.cuda.get_device_name(device)
-    return info
-
-
-def _cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
-def time_interleaved(
-    arms: dict[str, Callable[[], object]], reps: int, warmup: int, device: torch.device
-) -> dict[str, list[float]]:
-    """Seconds of every call of each arm, calls interleaved A B C A B C ..."""
-
-    def sync() -> None:
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-
-    for _ in range(warmup):
-        for fn in arms.values():
-            fn()
-    sync()
-    samples: dict[str, list[float]] = {name: [] for name in arms}
-    for _ in range(reps):
-        for name, fn in arms.items():
-            start = time.perf_counter()
-            fn()
-            sync()
-            samples[name].append(time.perf_counter() - start)
-    return samples
 
 
 def bench_shape(shape: tuple[int, ...], device: torch.device, reps: int, warmup: int, seed: int) -> dict[str, float]:
@@ -121,16 +61,13 @@ def bench_shape(shape: tuple[int, ...], device: torch.device, reps: int, warmup:
     np.random.seed(seed)
     torch.manual_seed(seed)
 
-    samples = time_interleaved(
-        {
-            "ours": lambda: mixer(x_ours, y),
-            "reference": lambda: reference_mixup_data(x_ref, y),
-            "timm": lambda: timm_mixup(x_timm, y),
-        },
-        reps,
-        warmup,
-        device,
-    )
+    arms: dict[str, Callable[[], object]] = {
+        "ours": lambda: mixer(x_ours, y),
+        "reference": lambda: mixup_data(x_ref, y),
+        "timm": lambda: timm_mixup(x_timm, y),
+    }
+    timed = time_interleaved(arms, reps, warmup, device)
+    samples = {name: [seconds for seconds, _ in calls] for name, calls in timed.items()}
     out = {f"{name}_us": statistics.median(values) * 1e6 for name, values in samples.items()}
     for other in ("timm", "reference"):
         # Median of the ratio of neighbouring calls: load from other processes cancels out.

@@ -38,6 +38,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from _common import machine_line
+
 from mixup_core import metrics as M
 
 DATA_DIR = Path("/usr/share/datasets/fashion-mnist")
@@ -148,22 +150,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "train_subset": args.train_subset,
             "median_window": args.median_window,
             "seeds": 1,
-            "machine": machine(),
+            "machine": machine_line(),
         }
     finally:
         shutil.rmtree(home, ignore_errors=True)
-
-
-def machine() -> str:
-    import platform
-
-    cpu = platform.machine()
-    with contextlib.suppress(OSError), open("/proc/cpuinfo") as f:
-        for line in f:
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    return f"{cpu}, {os.cpu_count()} cpus, {platform.system()} {platform.release()}"
 
 
 def main() -> None:

@@ -44,7 +44,6 @@ import contextlib
 import io
 import json
 import os
-import platform
 import shutil
 import tempfile
 import time
@@ -52,6 +51,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from _common import machine_line
 
 from mixup_core import (
     DataConfig,
@@ -68,16 +68,6 @@ CONCURRENCY = 2
 FEATURES, CLASSES, TEST_SAMPLES, BATCH = 32, 4, 64, 32
 SEEDS_PER_ALPHA = 4
 ALPHAS = (0.0, 0.2, 0.5, 1.0)
-
-
-def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    with contextlib.suppress(OSError), open("/proc/cpuinfo") as f:
-        for line in f:
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    return f"{cpu}, {os.cpu_count()} cpus, {platform.system()} {platform.release()}"
 
 
 def data_config(num_train: int) -> DataConfig:
@@ -193,7 +183,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "train_samples": num_train,
             "mean_trial_s": round(work / trials, 3),
             "concurrency": CONCURRENCY,
-            "machine": machine(),
+            "machine": machine_line(),
             "torch": torch.__version__,
             "ray": ray.__version__,
         }

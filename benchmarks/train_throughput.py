@@ -37,9 +37,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -47,6 +45,7 @@ import numpy as np
 import numpy.typing as npt
 import torch
 import torch.nn.functional as F
+from _common import machine, mixup_criterion, mixup_data, time_interleaved
 from PIL import Image
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
@@ -152,22 +151,6 @@ def plain_arm(model_name: str, data: LoadedDataset, batch: int, device: torch.de
     return epoch
 
 
-def mixup_data(
-    x: torch.Tensor, y: torch.Tensor, alpha: float = 1.0
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, float]:
-    """The paper's ``mixup_data`` (mixup-cifar10/train.py)."""
-    lam = float(np.random.beta(alpha, alpha)) if alpha > 0 else 1.0
-    index = torch.randperm(x.size(0)).to(x.device)
-    mixed_x = lam * x + (1 - lam) * x[index, :]
-    return mixed_x, y, y[index], lam
-
-
-def mixup_criterion(
-    criterion: nn.Module, pred: torch.Tensor, y_a: torch.Tensor, y_b: torch.Tensor, lam: float
-) -> torch.Tensor:
-    return lam * criterion(pred, y_a) + (1 - lam) * criterion(pred, y_b)
-
-
 def reference_arm(
     model_name: str, data: LoadedDataset, batch: int, device: torch.device, seed: int, workers: int
 ) -> Callable[[], int]:
@@ -232,54 +215,6 @@ def trainer_arm(config: ExperimentConfig) -> Callable[[], int]:
 # -- measurement ------------------------------------------------------------------------
 
 
-def machine(device: torch.device) -> dict[str, Any]:
-    info: dict[str, Any] = {
-        "cpu_count": os.cpu_count(),
-        "cpu_model": _cpu_model(),
-        "torch": torch.__version__,
-        "python": platform.python_version(),
-        "device": str(device),
-        "threads": torch.get_num_threads(),
-    }
-    if device.type == "cuda":
-        info["gpu"] = torch.cuda.get_device_name(device)
-    return info
-
-
-def _cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
-def measure(
-    arms: dict[str, Callable[[], int]], rounds: int, warmup: int, device: torch.device
-) -> dict[str, list[float]]:
-    """Images/s of every arm in every round, arms interleaved within each round."""
-
-    def sync() -> None:
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-
-    for _ in range(warmup):
-        for fn in arms.values():
-            fn()
-    sync()
-    rates: dict[str, list[float]] = {name: [] for name in arms}
-    for _ in range(rounds):
-        for name, fn in arms.items():
-            start = time.perf_counter()
-            images = fn()
-            sync()
-            rates[name].append(images / (time.perf_counter() - start))
-    return rates
-
-
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--device", default="cpu", help="cpu (default) or cuda[:N]")
@@ -327,7 +262,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "ours_aug": trainer_arm(configs["ours_aug"]),
         "reference": reference_arm(args.model, data, args.batch_size, device, args.seed, args.ref_workers),
     }
-    rates = measure(arms, args.rounds, args.warmup, device)
+    timed = time_interleaved(arms, args.rounds, args.warmup, device)
+    rates = {name: [images / seconds for seconds, images in calls] for name, calls in timed.items()}
     med = {name: statistics.median(values) for name, values in rates.items()}
 
     def paired(a: str, b: str) -> float:
