@@ -48,7 +48,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 import torch
-from _common import machine, mixup_data
+from _common import machine, paper_train_epoch
 from PIL import Image
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
@@ -119,7 +119,6 @@ def reference_arm(
     """The official mixup-cifar10 training loop; returns a function that trains one epoch."""
     model = fresh_model(model_name, device, seed)
     optimizer = torch.optim.SGD(model.parameters(), lr=LR, momentum=MOMENTUM, weight_decay=WEIGHT_DECAY)
-    criterion = nn.CrossEntropyLoss()
     mean, std = IMAGE_STATS["cifar10"]
     transform = transforms.Compose(
         [
@@ -141,24 +140,7 @@ def reference_arm(
     np.random.seed(seed)
 
     def epoch() -> int:
-        seen, train_loss, correct = 0, 0.0, 0.0
-        for inputs, targets in loader:
-            if inputs.shape[0] < 2:
-                continue  # the trainer drops a final batch of 1 too (batch norm cannot train on it)
-            inputs, targets = inputs.to(device), targets.to(device)
-            inputs, targets_a, targets_b, lam = mixup_data(inputs, targets, ALPHA)
-            outputs = model(inputs)
-            loss = lam * criterion(outputs, targets_a) + (1 - lam) * criterion(outputs, targets_b)
-            train_loss += loss.item()
-            predicted = outputs.detach().argmax(1)
-            seen += targets.size(0)
-            correct += float(
-                lam * predicted.eq(targets_a).cpu().sum().float() + (1 - lam) * predicted.eq(targets_b).cpu().sum()
-            )
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-        return seen
+        return paper_train_epoch(model, loader, optimizer, device, ALPHA)
 
     return epoch
 

@@ -45,7 +45,7 @@ import numpy as np
 import numpy.typing as npt
 import torch
 import torch.nn.functional as F
-from _common import machine, mixup_criterion, mixup_data, time_interleaved
+from _common import machine, paper_train_epoch, time_interleaved
 from PIL import Image
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
@@ -157,7 +157,6 @@ def reference_arm(
     """The official mixup-cifar10 training loop; returns a function that trains one epoch."""
     model = fresh_model(model_name, data, device, seed)
     optimizer = sgd(model)
-    criterion = nn.CrossEntropyLoss()
     size = data.input_shape[-1]
     mean, std = (data.mean, data.std) if data.mean is not None and data.std is not None else ((0.5,), (0.25,))
     transform = transforms.Compose(
@@ -180,23 +179,7 @@ def reference_arm(
     np.random.seed(seed)
 
     def epoch() -> int:
-        seen = 0
-        train_loss, correct = 0.0, 0.0
-        for inputs, targets in loader:
-            inputs, targets = inputs.to(device), targets.to(device)
-            inputs, targets_a, targets_b, lam = mixup_data(inputs, targets, 1.0)
-            outputs = model(inputs)
-            loss = mixup_criterion(criterion, outputs, targets_a, targets_b, lam)
-            train_loss += loss.item()
-            predicted = outputs.detach().argmax(1)
-            seen += targets.size(0)
-            correct += float(
-                lam * predicted.eq(targets_a).cpu().sum().float() + (1 - lam) * predicted.eq(targets_b).cpu().sum()
-            )
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-        return seen
+        return paper_train_epoch(model, loader, optimizer, device, 1.0)
 
     return epoch
 

@@ -6,44 +6,9 @@ benchmarks' business (benchmarks/RESULTS.md), not the test suite's.
 
 from __future__ import annotations
 
-import functools
-import json
-import math
-import subprocess
-import sys
-from pathlib import Path
-from typing import Any
-
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-
-
-@functools.cache  # each script runs once per test session
-def run_quick(script: str) -> dict[str, Any]:
-    proc = subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / script), "--quick"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    assert proc.returncode == 0, proc.stderr[-4000:]
-    lines = [line for line in proc.stdout.splitlines() if line.strip()]
-    assert len(lines) == 1, proc.stdout
-    result = json.loads(lines[0])
-    assert isinstance(result, dict)
-    assert result["quick"] is True
-    return result
-
-
-def assert_positive_numbers(result: dict[str, Any], keys: list[str]) -> None:
-    for key in keys:
-        value = result[key]
-        assert isinstance(value, int | float) and not isinstance(value, bool), (key, value)
-        assert math.isfinite(value), (key, value)
-        assert value > 0, (key, value)
+from tests.support.benchmarks import assert_positive_numbers, run_quick
 
 
 @pytest.mark.parametrize(

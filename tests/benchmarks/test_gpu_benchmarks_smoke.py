@@ -6,42 +6,12 @@ figures are then meaningless, so only their shape is checked, never a goal.
 
 from __future__ import annotations
 
-import functools
-import json
-import math
-import subprocess
-import sys
-from pathlib import Path
-from typing import Any
-
 import pytest
 import torch
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.support.benchmarks import positive, run_quick
+
 pytestmark = pytest.mark.slow  # each script imports torch in fresh processes: about a minute on 2 busy cores
-
-
-@functools.cache  # each script runs once per test session
-def run_quick(script: str) -> dict[str, Any]:
-    proc = subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / script), "--quick"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
-    assert proc.returncode == 0, proc.stderr[-4000:]
-    lines = [line for line in proc.stdout.splitlines() if line.strip()]
-    assert len(lines) == 1, proc.stdout
-    result = json.loads(lines[0])
-    assert isinstance(result, dict)
-    assert result["quick"] is True
-    return result
-
-
-def positive(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value) and value > 0
 
 
 def test_gpu_throughput_reports_every_arm_and_the_derived_figures() -> None:

@@ -8,48 +8,16 @@ benchmarks' business (benchmarks/RESULTS.md), not the test suite's.
 
 from __future__ import annotations
 
-import json
-import math
-import subprocess
-import sys
-from pathlib import Path
-from typing import Any
-
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.support.benchmarks import assert_positive_numbers, run_quick
+
 pytestmark = pytest.mark.slow
-
-
-def run_quick(script: str, timeout_s: float) -> dict[str, Any]:
-    proc = subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / script), "--quick"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=timeout_s,
-        check=False,
-    )
-    assert proc.returncode == 0, proc.stderr[-4000:]
-    lines = [line for line in proc.stdout.splitlines() if line.strip()]
-    assert lines, proc.stderr[-4000:]
-    result = json.loads(lines[-1])
-    assert isinstance(result, dict)
-    assert result["quick"] is True
-    return result
-
-
-def assert_positive_numbers(result: dict[str, Any], keys: list[str]) -> None:
-    for key in keys:
-        value = result[key]
-        assert isinstance(value, int | float) and not isinstance(value, bool), (key, value)
-        assert math.isfinite(value), (key, value)
-        assert value > 0, (key, value)
 
 
 @pytest.mark.timeout(900)
 def test_study_overhead_quick() -> None:
-    result = run_quick("study_overhead.py", timeout_s=840)
+    result = run_quick("study_overhead.py", timeout_s=840, only_line=False)
     assert result["benchmark"] == "study_overhead"
     assert_positive_numbers(
         result, ["wall_over_ideal", "mlflow_share", "wall_s", "ideal_s", "trial_work_s", "trials", "first_training_s"]
@@ -63,7 +31,7 @@ def test_study_overhead_quick() -> None:
 
 @pytest.mark.timeout(1500)
 def test_search_efficiency_quick() -> None:
-    result = run_quick("search_efficiency.py", timeout_s=1440)
+    result = run_quick("search_efficiency.py", timeout_s=1440, only_line=False)
     assert result["benchmark"] == "search_efficiency"
     assert_positive_numbers(
         result,
