@@ -17,7 +17,3 @@ class InvalidStudySpec(StudyError, ValueError):
 
 class StudyNotFound(StudyError, LookupError):
     """No study (MLflow parent run / Tune experiment) with that id."""
-
-
-class StudyFailed(StudyError, RuntimeError):
-    """Every trial of the study failed; the message carries the first trial's error."""
