@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import random
 import signal
 import subprocess
 import sys
@@ -26,7 +25,15 @@ from typing import Any
 import httpx
 
 from tests.support.postgres import PostgresServer, postgres_server
-from tests.support.processes import Proc, free_port, start_process, stop_process, wait_for_http, wait_until
+from tests.support.processes import (
+    Proc,
+    free_port,
+    start_process,
+    stop_process,
+    wait_for_http,
+    wait_until,
+    worker_port_range,
+)
 
 BIN = Path(sys.executable).parent
 MARKER = "MIXUP_TOPOLOGY_NODE"
@@ -132,7 +139,7 @@ class Topology:
 
 def _ray_ports() -> list[str]:
     """Ports of one node that would otherwise default to values shared with other clusters here."""
-    low = random.randrange(30_000, 39_000, 200)
+    low, high = worker_port_range()
     return [
         f"--node-manager-port={free_port()}",
         f"--object-manager-port={free_port()}",
@@ -141,7 +148,7 @@ def _ray_ports() -> list[str]:
         f"--dashboard-agent-listen-port={free_port()}",
         f"--metrics-export-port={free_port()}",
         f"--min-worker-port={low}",
-        f"--max-worker-port={low + 199}",
+        f"--max-worker-port={high}",
     ]
 
 

@@ -115,9 +115,14 @@ def db_row(topo: Topology, study_id: str) -> tuple[Any, ...] | None:
 
 
 def trial_actors(topo: Topology, job_id: str | None = None) -> list[dict[str, Any]]:
-    """Tune's trial actors (function trainables run as ``ImplicitFunc``), optionally of one Ray job."""
+    """Tune's trial actors (function trainables run as ``ImplicitFunc``), optionally of one Ray job.
+
+    Ray names the class by its qualified name when it knows it (``wrap_function.<locals>.ImplicitFunc``).
+    """
     return [
-        a for a in topo.actors() if a.get("class_name") == TRIAL_ACTOR and (job_id is None or a.get("job_id") == job_id)
+        a
+        for a in topo.actors()
+        if str(a.get("class_name")).rsplit(".", 1)[-1] == TRIAL_ACTOR and (job_id is None or a.get("job_id") == job_id)
     ]
 
 
@@ -211,7 +216,13 @@ def test_study_survives_losing_the_worker_node(topo: Topology) -> None:
 
     detail = wait_final(topo, study_id)
     row = assert_succeeded(topo, detail)
-    assert next(n for n in topo.nodes() if n["node_id"] == topo.worker.node_id)["state"] == "DEAD"
+
+    # The GCS marks a node dead only after its health checks fail (seconds to tens of seconds), which can be
+    # after a short study has already ended on the head: wait for it, bounded.
+    def worker_dead() -> bool:
+        return next(n for n in topo.nodes() if n["node_id"] == topo.worker.node_id)["state"] == "DEAD"
+
+    wait_until(worker_dead, 120, 1.0, "the GCS marking the killed worker node dead")
     # The trial that died with the node was retried (max_failures) on the head: every trial ended.
     actors = trial_actors(topo, driver_job_id(topo, row[2]))
     assert any(a["node_id"] == topo.worker.node_id for a in actors), "a trial had run on the worker"

@@ -3,6 +3,7 @@
 Stable API (the service and docker suites both use it):
 
 * :func:`free_port` → an unused TCP port on 127.0.0.1.
+* :func:`worker_port_range` → a free block of ports for Ray's workers, below the kernel's ephemeral range.
 * :func:`start_process` → a :class:`Proc` (``popen``, ``log_path``, ``log_text()``), its output in its own file.
 * :func:`wait_for_http` → poll a URL until it answers (any status < 500 by default), bounded in time.
 * :func:`stop_process` → SIGTERM its process group, then SIGKILL after a grace period; only that PID's group.
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -34,6 +36,39 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def _ephemeral_low() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
+def _is_free(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
+def worker_port_range(size: int = 200) -> tuple[int, int]:
+    """``(low, high)`` of ``size`` free ports for ``ray start --min/--max-worker-port``.
+
+    Why below the ephemeral range: :func:`free_port` (and every port Ray picks itself) comes from
+    that range, so a worker block there can swallow a port another component of the same node
+    was given, and ``ray start`` refuses to start ("used by other components"). Starting at 20000
+    also stays clear of Ray's fixed defaults (dashboard 8265, client server 10001) and of its default
+    worker range (10002-19999) that any local ``ray.init`` on this machine uses.
+    """
+    top = _ephemeral_low() - size
+    for _ in range(50):
+        low = random.randrange(20_000, top)
+        if all(_is_free(port) for port in range(low, low + size)):
+            return low, low + size - 1
+    raise RuntimeError(f"no block of {size} free ports below {top + size}")
 
 
 @dataclass

@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tests.support.processes import Proc, free_port, start_process, stop_process, wait_for_http
+from tests.support.processes import Proc, free_port, start_process, stop_process, wait_for_http, worker_port_range
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -31,12 +31,12 @@ class RayCluster:
 
 
 def _node_ports() -> list[str]:
-    lo = free_port()
+    low, high = worker_port_range()
     return [
         "--node-manager-port", str(free_port()), "--object-manager-port", str(free_port()),
         "--dashboard-agent-listen-port", str(free_port()), "--dashboard-agent-grpc-port", str(free_port()),
         "--runtime-env-agent-port", str(free_port()), "--metrics-export-port", str(free_port()),
-        "--min-worker-port", str(20000 + lo % 20000), "--max-worker-port", str(20000 + lo % 20000 + 200),
+        "--min-worker-port", str(low), "--max-worker-port", str(high),
     ]  # fmt: skip
 
 
