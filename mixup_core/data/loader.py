@@ -132,7 +132,22 @@ def _take(x: npt.NDArray[Any], idx: npt.NDArray[np.int64]) -> npt.NDArray[Any]:
 def _images(x: npt.NDArray[np.uint8], scale: Tensor, shift: Tensor, device: torch.device) -> Tensor:
     # Move uint8 (4x fewer bytes), convert on the device: (x/255 - mean)/std = x·scale - shift.
     t = torch.from_numpy(x).to(device).float()  # (N, C, H, W)
-    return t.mul_(scale.view(1, -1, 1, 1)).sub_(shift.view(1, -1, 1, 1)).contiguous()
+    t = t.mul_(scale.view(1, -1, 1, 1)).sub_(shift.view(1, -1, 1, 1))
+    if t.stride() != _row_major_strides(t.shape):
+        # With C = 1 NumPy may give the channel axis any stride (a (N, 28, 28) array viewed as (N, 1, 28, 28)
+        # gets 1). Torch then calls the tensor both contiguous and channels_last, and every batch cut from it
+        # drags a model into channels_last convolutions. The dataset keeps the default layout; the trainer
+        # picks the format of its batches itself, and a plain loop over these tensors gets what it asked for.
+        t = t.clone(memory_format=torch.contiguous_format)
+    return t
+
+
+def _row_major_strides(shape: torch.Size) -> tuple[int, ...]:
+    strides, step = [], 1
+    for size in reversed(shape):
+        strides.append(step)
+        step *= size
+    return tuple(reversed(strides))
 
 
 def _labels(y: npt.NDArray[Any], device: torch.device) -> Tensor:

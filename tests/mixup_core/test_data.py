@@ -191,6 +191,17 @@ def test_mnist_from_gzipped_idx(tmp_path: Path) -> None:
     assert d.train_y.tolist() == arrays["train-labels-idx1-ubyte"].tolist()
 
 
+def test_single_channel_images_keep_the_default_layout(tmp_path: Path) -> None:
+    # One channel makes torch's layout ambiguous: with the channel axis' stride 1 (NumPy's, for an added axis)
+    # a batch cut from the dataset would run a plain NCHW model in channels_last without anyone asking.
+    _write_idx_set(tmp_path / "mnist")
+    d = load_dataset(DataConfig(name="mnist", data_dir=tmp_path, download=False))
+    assert d.train_x.stride() == (784, 784, 28, 1)
+    assert d.test_x.stride() == (784, 784, 28, 1)
+    conv = torch.nn.Conv2d(1, 4, 3)
+    assert conv(d.train_x[torch.tensor([0, 3])]).is_contiguous()  # NCHW in, NCHW out
+
+
 def test_mnist_plain_files_in_torchvision_layout(tmp_path: Path) -> None:
     arrays = _write_idx_set(tmp_path / "MNIST" / "raw", gz=False)
     d = load_dataset(DataConfig(name="mnist", data_dir=tmp_path, download=False))
