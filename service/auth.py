@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
-from sqlalchemy import bindparam, select
+from sqlalchemy import Connection, bindparam, select
 from sqlalchemy.orm import Session
 
 from service.models import Token, User
@@ -81,9 +81,9 @@ def create_token(session: Session, name: str, admin: bool = False, secret: str |
 _CALLER_BY_HASH = select(User.id, User.name, User.is_admin).join(Token).where(Token.token_hash == bindparam("digest"))
 
 
-def authenticate(session: Session, secret: str) -> Caller | None:
+def authenticate(db: Session | Connection, secret: str) -> Caller | None:
     """The user a token belongs to, or None (one indexed lookup; no ORM objects)."""
-    row = session.connection().execute(_CALLER_BY_HASH, {"digest": hash_token(secret)}).first()
+    row = db.execute(_CALLER_BY_HASH, {"digest": hash_token(secret)}).first()
     return Caller(row.id, row.name, bool(row.is_admin)) if row is not None else None
 
 

@@ -13,34 +13,65 @@ the driver starts, and launchers can find a started attempt again
 (:meth:`~service.launchers.Launcher.find`), so a crash at any point neither
 loses a study nor starts one twice. On service start the first pass re-attaches
 to drivers that are still alive: that is all restart safety needs.
+
+``serve`` runs the dispatcher in its own process (:func:`start_process`, ``python -m service.dispatcher``):
+reading progress from MLflow costs far more CPU than serving a status poll, and in the API's process it
+took that CPU (and the GIL) from the requests. The process lives exactly as long as ``serve``: it ends
+after its current pass when ``serve`` stops, and is killed with ``serve`` when that is killed, so a
+restarted service never meets an older dispatcher still at work.
 """
 
 from __future__ import annotations
 
+import ctypes
 import logging
-import threading
+import os
+import pickle
+import signal
+import sqlite3
+import subprocess
+import sys
 import time
 from collections.abc import Callable
-from contextlib import suppress
+from contextlib import closing, suppress
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
 
 from service import repository
+from service.db import make_engine, session_factory
 from service.errors import LaunchError
+from service.launchers import make_launcher
 from service.launchers.base import EXIT_CANCELLED, EXIT_FAILED, EXIT_INVALID, EXIT_OK, DriverState, Launch, Launcher
 from service.models import CANCELLED, FAILED, SUCCEEDED, Study
 from service.settings import ServiceSettings
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("service.dispatcher")  # also when run as __main__
 ProgressReader = Callable[[str, str, Any], Any]
 
 
+def mlflow_store_ready(tracking_uri: str) -> bool:
+    """Whether MLflow has finished creating a local SQLite store (other stores: always).
+
+    Opening a store that is not complete makes MLflow create its tables, racing the driver that is doing
+    the same (the loser's study fails). The file alone proves nothing: the driver creates it first, to set
+    WAL mode. MLflow's last step is inserting the default experiment, so that row marks a complete store.
+    """
+    if not tracking_uri.startswith("sqlite:///"):
+        return True
+    path = Path(tracking_uri.removeprefix("sqlite:///")).resolve()
+    if not path.exists():
+        return False
+    try:
+        with closing(sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True)) as store:
+            return store.execute("SELECT 1 FROM experiments WHERE experiment_id = 0").fetchone() is not None
+    except sqlite3.Error:  # no such table yet, or locked by the migration
+        return False
+
+
 def _read_progress(tracking_uri: str, study_id: str, spec: Any) -> Any:
-    if tracking_uri.startswith("sqlite:///") and not Path(tracking_uri.removeprefix("sqlite:///")).exists():
-        # The driver has not opened MLflow yet. Reading now would make MLflow create and migrate the store
-        # here (seconds holding the GIL, stalling the API) and race the driver doing the same.
+    if not mlflow_store_ready(tracking_uri):  # the driver has not opened MLflow yet
         return None
     from studies.progress import read_progress
 
@@ -48,7 +79,7 @@ def _read_progress(tracking_uri: str, study_id: str, spec: Any) -> Any:
 
 
 class Dispatcher:
-    """Runs :meth:`tick` every ``settings.poll_interval_s`` on a thread (or call it yourself in tests)."""
+    """:meth:`run` calls :meth:`tick` every ``settings.poll_interval_s`` until :meth:`stop` (tests call tick)."""
 
     def __init__(
         self,
@@ -63,31 +94,25 @@ class Dispatcher:
         self.read_progress = read_progress
         self._progress_due: dict[str, float] = {}
         self._specs: dict[str, Any] = {}
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        # A plain flag, not a threading.Event: stop() runs in a signal handler, where taking the Event's
+        # lock could deadlock against the interrupted wait that holds it.
+        self._stopping = False
 
     # -- the loop ------------------------------------------------------------------------
 
-    def start(self) -> None:
-        self._thread = threading.Thread(target=self._loop, name="dispatcher", daemon=True)
-        self._thread.start()
+    def stop(self) -> None:
+        """End :meth:`run` after the current pass (safe to call from a signal handler)."""
+        self._stopping = True
 
-    def stop(self, timeout_s: float = 30.0) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout_s)
-
-    def _loop(self) -> None:
-        # Import MLflow now, not when the first study starts: its import holds the GIL for seconds,
-        # which would stall the API's event loop in the middle of serving.
-        with suppress(Exception):
-            import studies.progress  # noqa: F401
-        while not self._stop.is_set():
+    def run(self) -> None:
+        while not self._stopping:
             try:
                 self.tick()
             except Exception:  # a bad pass (database briefly away, ...) must not end the loop
                 log.exception("dispatcher pass failed")
-            self._stop.wait(self.settings.poll_interval_s)
+            until = time.monotonic() + self.settings.poll_interval_s
+            while not self._stopping and time.monotonic() < until:
+                time.sleep(0.05)
 
     def tick(self) -> None:
         """One pass: watch the running studies, then start queued ones."""
@@ -191,3 +216,60 @@ class Dispatcher:
 def _failure(code: int | None, tail: str) -> str:
     what = "invalid study spec" if code == EXIT_INVALID else "every trial failed"
     return f"{what}; driver output ends with:\n{tail[-1500:]}" if tail else what
+
+
+# -- the dispatcher's own process ------------------------------------------------------------
+
+PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
+
+
+def start_process(settings: ServiceSettings) -> subprocess.Popen[bytes]:
+    """Start ``python -m service.dispatcher`` with ``settings`` (pickled on its stdin); see :func:`stop_process`."""
+    proc = subprocess.Popen([sys.executable, "-m", "service.dispatcher", str(os.getpid())], stdin=subprocess.PIPE)
+    assert proc.stdin is not None
+    with proc.stdin:
+        proc.stdin.write(pickle.dumps(settings))
+    return proc
+
+
+def stop_process(proc: subprocess.Popen[bytes], timeout_s: float = 30.0) -> None:
+    """Let the dispatcher finish its current pass, then end; killed if that takes longer than ``timeout_s``."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout_s)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def _die_with(parent_pid: int) -> None:
+    # Killed along with serve, as the dispatcher thread inside it used to be: a serve started again must
+    # not meet this one still launching drivers (the claim protocol assumes one dispatcher at a time).
+    if sys.platform == "linux":
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != parent_pid:  # serve was gone before the line above took effect
+        os._exit(0)
+
+
+def main() -> None:
+    """``python -m service.dispatcher PARENT_PID``, pickled settings on stdin: run until SIGTERM/SIGINT."""
+    _die_with(int(sys.argv[1]))
+    settings: ServiceSettings = pickle.loads(sys.stdin.buffer.read())
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # MLflow's import takes seconds: before the first pass, not while a study waits for its first refresh.
+    with suppress(Exception):
+        import studies.progress  # noqa: F401
+    engine = make_engine(settings.resolved_database_url)
+    dispatcher = Dispatcher(settings, session_factory(engine), make_launcher(settings))
+    for sig in (signal.SIGTERM, signal.SIGINT):  # Ctrl-C reaches the whole foreground group, this one too
+        signal.signal(sig, lambda *_: dispatcher.stop())
+    log.info("dispatcher process %d started", os.getpid())
+    try:
+        dispatcher.run()
+    finally:
+        engine.dispose()
+
+
+if __name__ == "__main__":
+    main()

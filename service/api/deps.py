@@ -3,8 +3,9 @@
 Hot read paths (``GET`` of studies, token checks) avoid the threadpool on SQLite: a WAL reader never
 waits for a lock and an indexed lookup takes microseconds, far less than the two thread hand-offs a
 sync endpoint costs (which dominated the status poll's latency under load). On other databases a
-query is a network round trip, so :func:`read` runs it on the threadpool instead. Writes always run
-on the threadpool (``def`` endpoints): a SQLite writer may wait up to the busy timeout for the lock.
+query is a network round trip, so :func:`read` runs it on the threadpool instead. They read through a
+bare Core connection: an ORM Session's setup and teardown cost more than the query itself. Writes
+always run on the threadpool (``def`` endpoints): a SQLite writer may wait up to the busy timeout.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import Annotated, TypeVar
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy import Connection, Engine
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.concurrency import run_in_threadpool
 
@@ -37,13 +39,13 @@ def sessions_of(request: Request) -> sessionmaker[Session]:
     return factory
 
 
-async def read(request: Request, work: Callable[[Session], T]) -> T:
-    """Run ``work`` with a fresh session: inline on SQLite, on the threadpool elsewhere (see the module doc)."""
-    factory = sessions_of(request)
+async def read(request: Request, work: Callable[[Connection], T]) -> T:
+    """Run ``work`` on a pooled connection: inline on SQLite, on the threadpool elsewhere (see the module doc)."""
+    engine: Engine = request.app.state.engine
 
     def run() -> T:
-        with factory() as session:
-            return work(session)
+        with engine.connect() as connection:
+            return work(connection)
 
     return run() if request.app.state.inline_reads else await run_in_threadpool(run)
 
@@ -72,7 +74,7 @@ async def current_user(
     cache: auth.TokenCache = request.app.state.tokens
     known, caller = cache.get(secret)
     if not known:
-        caller = await read(request, lambda session: auth.authenticate(session, secret))
+        caller = await read(request, lambda connection: auth.authenticate(connection, secret))
         cache.put(secret, caller)
     if caller is None:
         raise Unauthorized("invalid token")

@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
-from sqlalchemy.orm import Session
+from sqlalchemy import Connection
 
 from service import repository, schemas
 from service.api.deps import SessionDep, SettingsDep, UserDep, read
@@ -66,10 +66,10 @@ def submit_study(spec: StudySpec, session: SessionDep, user: UserDep, settings: 
     return schemas.detail(view, _stats(None, session, view), settings.mlflow_ui_url)
 
 
-def _stats(request: Request | None, session: Session, study: repository.StudyView) -> schemas.TrialStats:
+def _stats(request: Request | None, db: repository.Reader, study: repository.StudyView) -> schemas.TrialStats:
     """Trial counts and best trial, through the app's cache (a fresh one for a write's own answer)."""
     cache = request.app.state.trial_stats if request is not None else schemas.TrialStatsCache()
-    return cache.get(study, lambda: repository.load_trials(session, study.seq))
+    return cache.get(study, lambda: repository.load_trials(db, study.seq))
 
 
 @router.get("", response_model=schemas.StudyPage, responses=ERRORS)
@@ -82,21 +82,22 @@ async def list_studies(
 ) -> Response:
     """Your studies (all of them for admins), newest first."""
 
-    def work(session: Session) -> schemas.StudyPage:
-        rows, total = repository.view_page(session, user, status, limit, offset)
-        items = [schemas.summary(s, _stats(request, session, s)) for s in rows]
+    def work(db: Connection) -> schemas.StudyPage:
+        rows, total = repository.view_page(db, user, status, limit, offset)
+        items = [schemas.summary(s, _stats(request, db, s)) for s in rows]
         return schemas.StudyPage(items=items, total=total, limit=limit, offset=offset)
 
     return _json(await read(request, work))
 
 
 @router.get("/{study_id}", response_model=schemas.StudyDetail, responses=ERRORS)
-async def get_study(study_id: str, request: Request, user: UserDep, settings: SettingsDep) -> Response:
+async def get_study(study_id: str, request: Request, user: UserDep) -> Response:
     """Spec, status, timestamps, trial counts by state, best trial so far, MLflow ids and links."""
+    ui_url = request.app.state.settings.mlflow_ui_url  # not a dependency: each one costs a status poll CPU
 
-    def work(session: Session) -> schemas.StudyDetail:
-        study = repository.view(session, user, study_id)
-        return schemas.detail(study, _stats(request, session, study), settings.mlflow_ui_url)
+    def work(db: Connection) -> schemas.StudyDetail:
+        study = repository.view(db, user, study_id)
+        return schemas.detail(study, _stats(request, db, study), ui_url)
 
     return _json(await read(request, work))
 
@@ -105,9 +106,9 @@ async def get_study(study_id: str, request: Request, user: UserDep, settings: Se
 async def get_trials(study_id: str, request: Request, user: UserDep) -> Response:
     """Per-trial configuration, state, latest and final metrics."""
 
-    def work(session: Session) -> schemas.TrialList:
-        study = repository.view(session, user, study_id)
-        return schemas.trial_list(study, repository.load_trials(session, study.seq))
+    def work(db: Connection) -> schemas.TrialList:
+        study = repository.view(db, user, study_id)
+        return schemas.trial_list(study, repository.load_trials(db, study.seq))
 
     return _json(await read(request, work))
 

@@ -1,7 +1,8 @@
 """Local launcher: each study driver is its own OS process (with its own local Ray) on this machine.
 
-The driver runs in its own session, so stopping or killing the service does not
-touch it, and a restarted service re-attaches to it by PID. A handle is
+The driver runs in its own process group, so stopping or killing the service (or
+Ctrl-C in its terminal) does not touch it, and a restarted service re-attaches to
+it by PID. A handle is
 ``"<pid>:<start time>"``; the start time (from ``/proc``) guards against a
 recycled PID. The handle is also written to a pid file before the launch is
 recorded, so a crash in between cannot start the study twice.
@@ -61,7 +62,7 @@ class LocalLauncher(Launcher):
                 popen = subprocess.Popen(
                     [sys.executable, *self.driver_args(str(spec_path), launch)],
                     stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                    env=env, cwd=self.settings.home_dir, start_new_session=True,
+                    env=env, cwd=self.settings.home_dir, process_group=0,
                 )  # fmt: skip
         except OSError as error:
             raise LaunchError(f"could not start the study driver: {error}") from error
@@ -74,7 +75,10 @@ class LocalLauncher(Launcher):
     def _deprioritise(self, pid: int) -> None:
         # Training would otherwise take the cores from the API (a status poll then waits behind Ray's
         # workers). Niceness is inherited, so the driver's local Ray and its trial workers, all started
-        # later by the driver, get it too; an idle API leaves them every cycle anyway.
+        # later by the driver, get it too; an idle API leaves them every cycle anyway. It counts only
+        # within one scheduler autogroup (one per session where autogroup scheduling is on), which is
+        # why the driver gets its own process group (signals from the terminal and stop-by-group miss
+        # it, so it outlives the service) but stays in the service's session.
         if self.settings.driver_nice > 0:
             with suppress(OSError):
                 os.setpriority(os.PRIO_PROCESS, pid, self.settings.driver_nice)

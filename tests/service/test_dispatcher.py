@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+import sqlite3
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -156,3 +157,21 @@ def test_a_claim_without_a_driver_is_launched_after_a_crash(fake_settings: Servi
     dispatcher = make_dispatcher(fake_settings, engine)
     run_until(dispatcher, lambda: row(engine, study_id).status == "succeeded")
     assert len(starts(fake_settings, study_id)) == 1
+
+
+def test_progress_is_not_read_from_an_mlflow_store_still_being_created(tmp_path: Path) -> None:
+    from mlflow.tracking import MlflowClient
+
+    from service.dispatcher import _read_progress, mlflow_store_ready
+    from studies.tracking import use_wal
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    assert not mlflow_store_ready(uri)
+    use_wal(uri)  # what a driver does first: the file exists, MLflow has not created its tables yet
+    assert not mlflow_store_ready(uri)
+    assert _read_progress(uri, "some-study", None) is None
+    tables = sqlite3.connect(tmp_path / "mlflow.db").execute("SELECT name FROM sqlite_master").fetchall()
+    assert tables == []  # the reader created nothing: it would race the driver's own migration
+    MlflowClient(uri).search_experiments()  # the driver's MLflow creates the store
+    assert mlflow_store_ready(uri)
+    assert _read_progress(uri, "some-study", None) is None  # a complete store, but no such study yet

@@ -7,6 +7,7 @@ training), so the suite tests the launchers themselves; the end-to-end test runs
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -122,4 +123,8 @@ def test_local_drivers_run_niced_so_the_api_keeps_its_cores(tmp_path: Path, monk
     # Field 19 of /proc/PID/stat is the niceness; fields[0] after the command name is field 3.
     nice = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[16])
     assert nice >= 7  # at least ours (more if the test runner itself is niced)
+    # Niceness only counts within a scheduler autogroup, one per session: the driver shares the service's
+    # session (here the test runner's) but has a process group of its own, which the service's stop misses.
+    assert os.getsid(pid) == os.getsid(0)
+    assert os.getpgid(pid) == pid != os.getpgid(0)
     assert wait_ended(launcher, handle).exit_code == 0
