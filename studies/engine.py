@@ -21,7 +21,7 @@ import ray
 from mlflow.tracking import MlflowClient
 from ray import tune
 
-from studies import callbacks, interrupts, search
+from studies import callbacks, interrupts, search, warm_workers
 from studies.records import TrialRecord
 from studies.report import StudyReport, build_report, render_markdown, render_plot_png
 from studies.settings import StudySettings
@@ -67,6 +67,7 @@ def init_ray(settings: StudySettings) -> None:
         _temp_dir=temp_dir,
         logging_level=logging.WARNING,
         log_to_driver=False,
+        _system_config=warm_workers.local_ray_system_config(),
     )
 
 
@@ -149,6 +150,7 @@ def run_study(
     logging.getLogger("ray.tune.analysis.experiment_analysis").setLevel(logging.ERROR)
     started = time.monotonic()
     init_ray(settings)
+    warm_workers.use_warm_workers_for_trials()
 
     uri = settings.resolved_tracking_uri
     use_wal(uri)

@@ -14,6 +14,7 @@ import contextlib
 import hashlib
 import json
 import logging
+import os
 import queue
 import sqlite3
 import tempfile
@@ -26,6 +27,8 @@ from typing import TYPE_CHECKING, Any
 
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
+from sqlalchemy import event
+from sqlalchemy.pool import Pool
 
 if TYPE_CHECKING:
     from studies.records import TrialRecord
@@ -88,13 +91,40 @@ class StudyRun:
 
 
 def use_wal(tracking_uri: str) -> None:
-    """Put a local SQLite store in WAL mode (persistent in the file): commits then cost one fsync, not several."""
+    """Put a local SQLite store in WAL mode (persistent in the file), with ``synchronous=NORMAL`` commits.
+
+    WAL alone turns a commit's several fsyncs into one; ``synchronous=NORMAL`` (per connection, so it is
+    set as this process's pool hands each connection out) drops that one too: WAL then syncs only at
+    checkpoints. A commit still survives the driver being killed (it is in the OS's cache); only a power
+    loss or OS crash could undo the last few, and the database stays consistent either way. A trial's
+    record is several commits (MLflow commits params, metrics and tags of one ``log_batch`` separately).
+    """
     if not tracking_uri.startswith("sqlite:///"):
         return
     path = Path(tracking_uri.removeprefix("sqlite:///"))
     path.parent.mkdir(parents=True, exist_ok=True)
     with contextlib.closing(sqlite3.connect(path)) as connection:
         connection.execute("PRAGMA journal_mode=WAL")
+    _RELAXED_SYNC_FILES.add(os.path.realpath(path))
+    if not event.contains(Pool, "checkout", _relax_sync):
+        event.listen(Pool, "checkout", _relax_sync)
+
+
+_RELAXED_SYNC_FILES: set[str] = set()
+_RELAXED_KEY = "mixup_studies.relaxed_sync"
+
+
+def _relax_sync(dbapi_connection: Any, record: Any, proxy: Any) -> None:
+    """Pool checkout hook: ``synchronous=NORMAL`` on connections to a store :func:`use_wal` prepared (once each)."""
+    if _RELAXED_KEY in record.info:
+        return
+    record.info[_RELAXED_KEY] = False
+    if not isinstance(dbapi_connection, sqlite3.Connection):
+        return
+    main = dbapi_connection.execute("PRAGMA database_list").fetchone()  # (seq, "main", file path)
+    if main and main[2] and os.path.realpath(main[2]) in _RELAXED_SYNC_FILES:
+        dbapi_connection.execute("PRAGMA synchronous=NORMAL")
+        record.info[_RELAXED_KEY] = True
 
 
 def open_study(
@@ -265,12 +295,10 @@ class TrialLogWriter:
             run_id = self._created_run(trial_id)
         if run_id is None:
             self._create_failed.add(trial_id)  # until the reply arrives, a retry must look before creating
-            run = self.client.create_run(
-                self.study.experiment_id,
-                tags={PARENT_TAG: self.study.parent_run_id, TRIAL_ID_TAG: trial_id},
-                run_name=pending.run_name,
-            )
-            run_id = run.info.run_id
+            # The queued tags go in with the run: one commit fewer than in log_batch (which commits them apart).
+            with_run = pending.tags | {PARENT_TAG: self.study.parent_run_id, TRIAL_ID_TAG: trial_id}
+            run = self.client.create_run(self.study.experiment_id, tags=with_run, run_name=pending.run_name)
+            run_id, pending.tags = run.info.run_id, {}
         elif pending.status == "RUNNING":  # a resumed trial's run (a new run starts RUNNING)
             self.client.update_run(run_id, status="RUNNING")
         self._create_failed.discard(trial_id)
@@ -278,7 +306,7 @@ class TrialLogWriter:
         params = [Param(k, v[:6000]) for k, v in pending.params.items()]
         tags = [RunTag(k, v) for k, v in pending.tags.items()]
         metrics = pending.metrics
-        for lo in range(0, max(1, len(metrics)), MAX_BATCH):
+        for lo in range(0, len(metrics) if metrics else int(bool(params or tags)), MAX_BATCH):  # none: no call
             self.client.log_batch(run_id, metrics=metrics[lo : lo + MAX_BATCH], params=params, tags=tags)
             params, tags = [], []
         if pending.status in ("FINISHED", "FAILED", "KILLED"):

@@ -5,9 +5,12 @@ Against the local SQLite store and a real `mlflow server` on loopback.
 
 from __future__ import annotations
 
+import contextlib
+import sqlite3
 from pathlib import Path
 
 import pytest
+import sqlalchemy
 from mlflow.tracking import MlflowClient
 
 from studies.progress import read_progress
@@ -22,6 +25,7 @@ from studies.tracking import (
     open_study,
     prune_orphan_trials,
     spec_hash,
+    use_wal,
 )
 from tests.studies.conftest import start_mlflow_server
 from tests.support.processes import stop_process
@@ -81,6 +85,22 @@ def test_local_store_records_and_progress(tmp_path: Path) -> None:
     write_two_trials(client, "study-a", tmp_path / "artifacts")
     check_records(uri, "study-a")
     assert read_progress(uri, "no-such-study") is None
+
+
+def test_a_prepared_local_store_commits_in_wal_mode_without_a_sync_per_commit(tmp_path: Path) -> None:
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    use_wal(uri)
+    with contextlib.closing(sqlite3.connect(tmp_path / "other.db")) as plain:
+        default = plain.execute("PRAGMA synchronous").fetchone()[0]
+    assert default != 1
+    # MLflow's store builds its engine like this; the setting rides on the pool's connections.
+    with sqlalchemy.create_engine(uri).connect() as connection:
+        assert connection.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+        assert connection.exec_driver_sql("PRAGMA synchronous").scalar() == 1  # NORMAL
+    with sqlalchemy.create_engine(f"sqlite:///{tmp_path / 'other.db'}").connect() as connection:
+        assert connection.exec_driver_sql("PRAGMA synchronous").scalar() == default  # other databases untouched
+    write_two_trials(MlflowClient(uri), "study-w", tmp_path / "artifacts")
+    check_records(uri, "study-w")
 
 
 def test_reopening_a_study_reuses_its_runs_and_finishing_attaches_the_report(tmp_path: Path) -> None:
