@@ -15,12 +15,16 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import torch._dynamo  # see below
 from ray import tune
 
 from mixup_core import Trainer
 from studies.space import trial_config, trial_params
 from studies.spec import StudySpec
 
+# torch._dynamo above: the first torch.optim optimizer a process builds imports it (its constructor is wrapped
+# to keep dynamo out), 2-4 s of CPU on a 2-core box. Imported with this module, that happens while a warm Ray
+# worker preloads it (studies.warm_workers), not inside the first trial of a study.
 CHECKPOINT_FILE = "trainer.pt"
 #: Least time between a trial's intermediate checkpoints. Each one is a ``torch.save``, a copy into Tune's
 #: storage and (with ``num_to_keep=2``) every other one a forced experiment snapshot on the driver, while the
