@@ -49,7 +49,14 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from studies.specfile import preset_path  # noqa: E402
-from tests.support.processes import free_port, start_process, stop_process, wait_for_http, wait_until  # noqa: E402
+from tests.support.processes import (  # noqa: E402
+    child_processes,
+    free_port,
+    start_process,
+    stop_process,
+    wait_for_http,
+    wait_until,
+)
 
 TOKEN = "mxs_api-load-benchmark"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -168,11 +175,7 @@ def cpu_seconds(pid: int) -> float:
 
 def dispatcher_pid(server_pid: int) -> int | None:
     """The ``python -m service.dispatcher`` child of ``serve``, if any."""
-    for task in Path(f"/proc/{server_pid}/task").iterdir():
-        for child in (task / "children").read_text().split():
-            if b"service.dispatcher" in Path(f"/proc/{child}/cmdline").read_bytes():
-                return int(child)
-    return None
+    return next((pid for pid, cmdline in child_processes(server_pid) if "service.dispatcher" in cmdline), None)
 
 
 def measure(url: str, path: str, args: argparse.Namespace, rate: float | None, pid: int) -> dict[str, Any]:

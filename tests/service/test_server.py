@@ -19,19 +19,20 @@ import httpx
 import pytest
 
 from tests.service.conftest import TINY_SPEC
-from tests.support.processes import Proc, free_port, pid_alive, start_process, stop_process, wait_for_http, wait_until
+from tests.support.processes import (
+    Proc,
+    child_processes,
+    free_port,
+    pid_alive,
+    start_process,
+    stop_process,
+    wait_for_http,
+    wait_until,
+)
 
 pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[2]
 TOKEN = "mxs_server-test-admin-token"
-
-
-def children(pid: int) -> list[int]:
-    return [int(c) for task in Path(f"/proc/{pid}/task").iterdir() for c in (task / "children").read_text().split()]
-
-
-def command_line(pid: int) -> str:
-    return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
 
 
 def drivers(home: Path) -> list[int]:
@@ -40,8 +41,9 @@ def drivers(home: Path) -> list[int]:
 
 
 def dispatcher_of(serve: Proc) -> int:
-    found = [pid for pid in children(serve.pid) if "-m service.dispatcher" in command_line(pid)]
-    assert len(found) == 1, [command_line(pid) for pid in children(serve.pid)]
+    children = child_processes(serve.pid)
+    found = [pid for pid, cmdline in children if "-m service.dispatcher" in cmdline]
+    assert len(found) == 1, children
     return found[0]
 
 

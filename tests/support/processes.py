@@ -8,6 +8,7 @@ Stable API (the service and docker suites both use it):
 * :func:`wait_for_http` → poll a URL until it answers (any status < 500 by default), bounded in time.
 * :func:`stop_process` → SIGTERM its process group, then SIGKILL after a grace period; only that PID's group.
 * :func:`wait_until` → poll a predicate with a deadline.
+* :func:`child_processes` → ``(pid, command line)`` of a process's children, from ``/proc``.
 
 Nothing here kills by name: every process is stopped by the PID it was started with.
 """
@@ -163,6 +164,19 @@ def wait_for_http(
         time.sleep(0.25)
     log = f"\n{proc.log_text()}" if proc is not None else ""
     raise TimeoutError(f"{url} did not become ready within {timeout_s:.0f}s (last: {last}){log}")
+
+
+def child_processes(pid: int) -> list[tuple[int, str]]:
+    """``(pid, command line)`` of each child of ``pid`` (from ``/proc``; children gone meanwhile are left out)."""
+    found = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        for child in (task / "children").read_text().split():
+            try:
+                cmdline = Path(f"/proc/{child}/cmdline").read_bytes()
+            except FileNotFoundError:
+                continue
+            found.append((int(child), cmdline.replace(b"\0", b" ").decode(errors="replace")))
+    return found
 
 
 def pid_alive(pid: int) -> bool:
