@@ -43,21 +43,8 @@ ALL = (
     TRAIN_SAMPLES_PER_S,
 )
 
-#: Metrics where lower is better (everything here but throughput and epoch/lr bookkeeping).
-LOWER_IS_BETTER = frozenset(
-    {
-        TRAIN_LOSS,
-        TRAIN_ERROR,
-        TEST_LOSS,
-        TEST_ERROR,
-        VAL_LOSS,
-        VAL_ERROR,
-        MEDIAN_TEST_ERROR,
-        BEST_TEST_ERROR,
-        TEST_ECE,
-        FGSM_TEST_ERROR,
-    }
-)
+#: Metrics where lower is better: everything in ALL but throughput and the epoch/lr bookkeeping.
+LOWER_IS_BETTER = frozenset(ALL) - {EPOCH, LR, EPOCH_SECONDS, TRAIN_SAMPLES_PER_S}
 
 
 def median_of_last(values: Sequence[float], window: int) -> float:
