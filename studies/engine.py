@@ -43,7 +43,9 @@ class StudyOutcome:
     report: StudyReport
     experiment_path: str
     mlflow: StudyRun
-    mlflow_seconds: float = 0.0  # time the driver spent writing trial records to MLflow
+    mlflow_seconds: float = 0.0  # wall time the driver spent writing trial records to MLflow
+    mlflow_cpu_seconds: float = 0.0  # the CPU time of those writes (the wall time also has GIL and core waits)
+    mlflow_calls: int = 0  # MLflow calls they took
     wall_seconds: float = 0.0
     notes: list[str] = field(default_factory=list)
 
@@ -216,6 +218,8 @@ def _finish(
         experiment_path=path,
         mlflow=study,
         mlflow_seconds=writer.busy_seconds,
+        mlflow_cpu_seconds=writer.busy_cpu_seconds,
+        mlflow_calls=writer.calls,
         wall_seconds=time.monotonic() - started,
         notes=notes,
     )

@@ -174,32 +174,54 @@ def existing_trial_runs(client: MlflowClient, study: StudyRun) -> dict[str, str]
     return {r.data.tags[TRIAL_ID_TAG]: r.info.run_id for r in runs if TRIAL_ID_TAG in r.data.tags}
 
 
+_ENDED = frozenset({"FINISHED", "FAILED", "KILLED"})  # MLflow's final run statuses
+
+
 @dataclass
 class _Pending:
     """Writes queued for one trial's run, in order."""
 
+    since: float = field(default_factory=time.monotonic)  # when the oldest of them was queued
     run_name: str | None = None
+    start_ms: int | None = None  # when the trial started / ended (epoch ms): the run's times, not the write's
+    end_ms: int | None = None
     metrics: list[Metric] = field(default_factory=list)
     params: dict[str, str] = field(default_factory=dict)
     tags: dict[str, str] = field(default_factory=dict)
     status: str | None = None  # RUNNING / FINISHED / FAILED / KILLED
 
+    @property
+    def ended(self) -> bool:
+        return self.status in _ENDED
+
 
 class TrialLogWriter:
     """Batches and retries MLflow writes for the trials of one study on a background thread.
 
+    A trial's writes are held until the trial ends or the oldest of them has waited ``hold_s``:
+    a trial shorter than that is recorded in three calls (create with its tags, one batch of its
+    params and every epoch's metrics, terminate), a longer one gets a batch every ``hold_s``.
+    Each MLflow call costs about as much as a whole batch of metrics (a SQLite store's ORM work
+    is mostly per call), so splitting a short trial's record over several flushes would cost it
+    most of that again.
+
     Args:
         client: the MLflow client.
         study: the parent run.
-        flush_interval_s: how long writes may wait to be batched (a short trial's whole record
-            then goes in three calls: create, one batch, terminate).
+        hold_s: how long a running trial's writes may wait (how far MLflow may lag behind it).
+        tick_s: how often the thread looks for writes that are due.
     """
 
-    def __init__(self, client: MlflowClient, study: StudyRun, flush_interval_s: float = 2.0) -> None:
+    def __init__(self, client: MlflowClient, study: StudyRun, hold_s: float = 5.0, tick_s: float = 1.0) -> None:
         self.client = client
         self.study = study
-        self.flush_interval_s = flush_interval_s
-        self.busy_seconds = 0.0  # time spent inside MLflow calls
+        self.hold_s = hold_s
+        self.tick_s = tick_s
+        self.busy_seconds = 0.0  # wall time spent inside MLflow calls
+        # CPU time of those calls: what logging takes from the trials and Tune's loop. The wall time
+        # also counts the writer waiting for the GIL and for a core while others run.
+        self.busy_cpu_seconds = 0.0
+        self.calls = 0  # MLflow calls made for trial records
         self.run_ids = existing_trial_runs(client, study)
         self._resumed = set(self.run_ids)  # trials that already had a run when this writer started
         self._create_failed: set[str] = set()
@@ -218,6 +240,7 @@ class TrialLogWriter:
                 trial_id,
                 _Pending(
                     run_name=run_name,
+                    start_ms=int(time.time() * 1000),
                     params={k: str(v) for k, v in params.items()},
                     tags={STATUS_TAG: "running"},
                     status="RUNNING",
@@ -235,7 +258,7 @@ class TrialLogWriter:
         tags = {STATUS_TAG: trial_status}
         if error:
             tags[ERROR_TAG] = error[:5000]
-        self._queue.put((trial_id, _Pending(tags=tags, status=status)))
+        self._queue.put((trial_id, _Pending(tags=tags, status=status, end_ms=int(time.time() * 1000))))
 
     def settle(self, records: Iterable[TrialRecord]) -> None:
         """Record the end of trials that ended out of this writer's sight.
@@ -258,8 +281,10 @@ class TrialLogWriter:
                 trial_id, item = self._queue.get_nowait()
             except queue.Empty:
                 return
-            pending = self._backlog.setdefault(trial_id, _Pending())
+            pending = self._backlog.setdefault(trial_id, _Pending(since=item.since))
             pending.run_name = item.run_name or pending.run_name
+            pending.start_ms = item.start_ms or pending.start_ms
+            pending.end_ms = item.end_ms or pending.end_ms
             pending.metrics.extend(item.metrics)
             pending.params.update(item.params)
             pending.tags.update(item.tags)
@@ -297,10 +322,14 @@ class TrialLogWriter:
             self._create_failed.add(trial_id)  # until the reply arrives, a retry must look before creating
             # The queued tags go in with the run: one commit fewer than in log_batch (which commits them apart).
             with_run = pending.tags | {PARENT_TAG: self.study.parent_run_id, TRIAL_ID_TAG: trial_id}
-            run = self.client.create_run(self.study.experiment_id, tags=with_run, run_name=pending.run_name)
+            run = self.client.create_run(
+                self.study.experiment_id, start_time=pending.start_ms, tags=with_run, run_name=pending.run_name
+            )
+            self.calls += 1
             run_id, pending.tags = run.info.run_id, {}
         elif pending.status == "RUNNING":  # a resumed trial's run (a new run starts RUNNING)
             self.client.update_run(run_id, status="RUNNING")
+            self.calls += 1
         self._create_failed.discard(trial_id)
         self.run_ids[trial_id] = run_id
         params = [Param(k, v[:6000]) for k, v in pending.params.items()]
@@ -308,16 +337,21 @@ class TrialLogWriter:
         metrics = pending.metrics
         for lo in range(0, len(metrics) if metrics else int(bool(params or tags)), MAX_BATCH):  # none: no call
             self.client.log_batch(run_id, metrics=metrics[lo : lo + MAX_BATCH], params=params, tags=tags)
+            self.calls += 1
             params, tags = [], []
-        if pending.status in ("FINISHED", "FAILED", "KILLED"):
-            self.client.set_terminated(run_id, status=pending.status)
+        if pending.ended:
+            self.client.set_terminated(run_id, status=pending.status, end_time=pending.end_ms)
+            self.calls += 1
 
-    def _flush(self) -> bool:
-        """Write the backlog; True when all of it went through."""
+    def _flush(self, everything: bool = False) -> bool:
+        """Write what is due (``everything``: all that is queued); True when all of it went through."""
         self._drain()
+        due_since = time.monotonic() - self.hold_s
         for trial_id in list(self._backlog):
             pending = self._backlog[trial_id]
-            started = time.perf_counter()
+            if not (everything or pending.ended or pending.since <= due_since):
+                continue
+            started, started_cpu = time.perf_counter(), time.thread_time()
             try:
                 self._write(trial_id, pending)
             except Exception as error:
@@ -325,14 +359,15 @@ class TrialLogWriter:
                 return False
             finally:
                 self.busy_seconds += time.perf_counter() - started
+                self.busy_cpu_seconds += time.thread_time() - started_cpu
             del self._backlog[trial_id]
         return True
 
     def _loop(self) -> None:
-        delay = self.flush_interval_s
+        delay = self.tick_s
         while not self._stop.is_set():
             self._stop.wait(delay)
-            delay = self.flush_interval_s if self._flush() else min(max(delay * 2, 1.0), 8.0)
+            delay = self.tick_s if self._flush() else min(max(delay * 2, 1.0), 8.0)
 
     def close(self, timeout_s: float = 60.0) -> bool:
         """Stop the thread after writing what is queued (retrying up to ``timeout_s``); True if all was written."""
@@ -340,7 +375,7 @@ class TrialLogWriter:
         self._thread.join()
         deadline = time.monotonic() + timeout_s
         while True:
-            if self._flush():
+            if self._flush(everything=True):
                 return True
             if time.monotonic() > deadline:
                 log.error("MLflow writes for %d trials could not be delivered", len(self._backlog))

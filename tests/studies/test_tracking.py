@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import contextlib
 import sqlite3
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -21,6 +23,7 @@ from studies.tracking import (
     STUDY_ID_TAG,
     USER_TAG,
     TrialLogWriter,
+    existing_trial_runs,
     finish_study,
     open_study,
     prune_orphan_trials,
@@ -43,7 +46,7 @@ SPEC = parse_spec(
 
 def write_two_trials(client: MlflowClient, study_id: str, artifact_root: Path | None) -> TrialLogWriter:
     study = open_study(client, SPEC, study_id, "ada", artifact_root)
-    writer = TrialLogWriter(client, study, flush_interval_s=0.05)
+    writer = TrialLogWriter(client, study, tick_s=0.05)
     writer.start_trial("t0", {"alpha": 0.4, "layer": "input", "seed": 0}, "t0")
     writer.start_trial("t1", {"alpha": 0.0, "layer": "feature_map", "seed": 0}, "t1")
     for epoch in (1, 2, 3):
@@ -103,17 +106,63 @@ def test_a_prepared_local_store_commits_in_wal_mode_without_a_sync_per_commit(tm
     check_records(uri, "study-w")
 
 
+def wait_until(condition: Callable[[], bool], timeout_s: float = 20.0) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.05)
+    return condition()
+
+
+def test_a_running_trial_is_held_until_it_ends_or_its_writes_are_due(tmp_path: Path) -> None:
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = MlflowClient(uri)
+    study = open_study(client, SPEC, "study-h", None, tmp_path / "artifacts")
+    writer = TrialLogWriter(client, study, hold_s=60, tick_s=0.02)
+    writer.start_trial("short", {"alpha": 0.4}, "short")
+    for epoch in (1, 2, 3):
+        writer.log_metrics("short", {"test_error": 10.0 - epoch}, step=epoch)
+    time.sleep(0.5)  # many ticks, all inside the hold: nothing written yet
+    assert existing_trial_runs(client, study) == {} and writer.calls == 0
+    writer.end_trial("short", "FINISHED", "finished")  # ended: due at once, well inside the hold
+    assert wait_until(lambda: "short" in existing_trial_runs(client, study))
+    run = client.get_run(writer.run_ids["short"])
+    assert wait_until(lambda: client.get_run(writer.run_ids["short"]).info.status == "FINISHED")
+    # create (with the tags), one batch (params and all three epochs), terminate
+    assert writer.calls == 3
+    assert [m.value for m in client.get_metric_history(run.info.run_id, "test_error")] == [9.0, 8.0, 7.0]
+    finished = client.get_run(run.info.run_id).info
+    assert finished.end_time - finished.start_time >= 500  # the trial's own start and end, not the write's
+    assert writer.close(timeout_s=30)
+    # CPU time of the calls is part of their wall time, and not nothing
+    assert 0 < writer.busy_cpu_seconds <= writer.busy_seconds + 0.05
+
+    lagging = TrialLogWriter(client, study, hold_s=0.3, tick_s=0.02)
+    lagging.start_trial("long", {"alpha": 0.0}, "long")
+    lagging.log_metrics("long", {"test_error": 30.0}, step=1)
+    # still running, but its writes have waited hold_s: written, and the run stays RUNNING
+    assert wait_until(lambda: "long" in lagging.run_ids)
+
+    def logged() -> list[float]:
+        return [m.value for m in client.get_metric_history(lagging.run_ids["long"], "test_error")]
+
+    assert wait_until(lambda: logged() == [30.0])
+    assert client.get_run(lagging.run_ids["long"]).info.status == "RUNNING"
+    assert lagging.close(timeout_s=30)
+
+
 def test_reopening_a_study_reuses_its_runs_and_finishing_attaches_the_report(tmp_path: Path) -> None:
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     client = MlflowClient(uri)
     first = open_study(client, SPEC, "study-b", None, tmp_path / "artifacts")
-    writer = TrialLogWriter(client, first, flush_interval_s=0.05)
+    writer = TrialLogWriter(client, first, tick_s=0.05)
     writer.start_trial("t0", {"alpha": 0.4}, "t0")
     writer.start_trial("t9", {"alpha": 0.0}, "t9")
     assert writer.close(timeout_s=30)
     again = open_study(client, SPEC, "study-b", None, tmp_path / "artifacts")
     assert again == first
-    resumed = TrialLogWriter(client, again, flush_interval_s=0.05)
+    resumed = TrialLogWriter(client, again, tick_s=0.05)
     assert set(resumed.run_ids) == {"t0", "t9"}
     resumed.start_trial("t0", {"alpha": 0.4}, "t0")  # same config: same run
     resumed.start_trial("t9", {"alpha": 1.0}, "t9")  # the id now means another config: a new run
@@ -148,7 +197,7 @@ def test_a_briefly_unreachable_server_delays_writes_but_loses_none(
     port = int(url.rsplit(":", 1)[1])
     client = MlflowClient(url)
     study = open_study(client, SPEC, "study-d", None, None)
-    writer = TrialLogWriter(client, study, flush_interval_s=0.05)
+    writer = TrialLogWriter(client, study, tick_s=0.05)
     stop_process(server)
     try:
         # The server is gone: the producer side must not block or raise.
