@@ -22,7 +22,7 @@ from studies import interrupts
 from studies.records import TrialRecord, TrialStatus
 from studies.space import trial_config, trial_params
 from studies.spec import StudySpec
-from studies.tracking import TrialLogWriter
+from studies.trial_log import TrialLogWriter
 
 ProgressListener = Callable[[list[TrialRecord]], None]
 

@@ -26,8 +26,9 @@ from studies.records import TrialRecord
 from studies.report import StudyReport, build_report, render_markdown, render_plot_png
 from studies.settings import StudySettings
 from studies.spec import StudySpec
-from studies.tracking import StudyRun, TrialLogWriter, finish_study, open_study, prune_orphan_trials, use_wal
+from studies.tracking import StudyRun, finish_study, open_study, prune_orphan_trials, use_wal
 from studies.trainable import run_trial
+from studies.trial_log import TrialLogWriter
 
 log = logging.getLogger(__name__)
 Outcome = Literal["succeeded", "failed", "cancelled"]

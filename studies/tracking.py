@@ -3,9 +3,9 @@
 Ray Tune's own MLflow integration makes flat runs, so nesting is built here
 explicitly (the ``mlflow.parentRunId`` tag) and nothing relies on the
 ``MLFLOW_RUN_ID`` environment variable. Trial writes go through
-:class:`TrialLogWriter`: a background thread that batches them per run and
-retries while the tracking server is slow or away, so the Tune event loop (and
-therefore no trial) ever waits on, or dies of, MLflow.
+:class:`studies.trial_log.TrialLogWriter`: a background thread that batches them
+per run and retries while the tracking server is slow or away, so the Tune event
+loop (and therefore no trial) ever waits on, or dies of, MLflow.
 """
 
 from __future__ import annotations
@@ -15,23 +15,20 @@ import hashlib
 import json
 import logging
 import os
-import queue
 import sqlite3
 import tempfile
-import threading
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from mlflow.entities import Metric, Param, RunTag
+from mlflow.entities import Param
 from mlflow.tracking import MlflowClient
 from sqlalchemy import event
 from sqlalchemy.pool import Pool
 
 if TYPE_CHECKING:
-    from studies.records import TrialRecord
     from studies.spec import StudySpec
 
 log = logging.getLogger(__name__)
@@ -43,7 +40,6 @@ USER_TAG = "mixup_studies.user"
 SPEC_HASH_TAG = "mixup_studies.spec_hash"
 STATUS_TAG = "mixup_studies.status"  # finished | stopped | failed | running, and the study's outcome
 ERROR_TAG = "mixup_studies.error"
-MAX_BATCH = 900  # MLflow accepts at most 1000 metrics per log_batch
 
 
 def spec_hash(spec: StudySpec) -> str:
@@ -172,215 +168,6 @@ def existing_trial_runs(client: MlflowClient, study: StudyRun) -> dict[str, str]
         [study.experiment_id], filter_string=f"tags.`{PARENT_TAG}` = '{study.parent_run_id}'", max_results=50_000
     )
     return {r.data.tags[TRIAL_ID_TAG]: r.info.run_id for r in runs if TRIAL_ID_TAG in r.data.tags}
-
-
-_ENDED = frozenset({"FINISHED", "FAILED", "KILLED"})  # MLflow's final run statuses
-
-
-@dataclass
-class _Pending:
-    """Writes queued for one trial's run, in order."""
-
-    since: float = field(default_factory=time.monotonic)  # when the oldest of them was queued
-    run_name: str | None = None
-    start_ms: int | None = None  # when the trial started / ended (epoch ms): the run's times, not the write's
-    end_ms: int | None = None
-    metrics: list[Metric] = field(default_factory=list)
-    params: dict[str, str] = field(default_factory=dict)
-    tags: dict[str, str] = field(default_factory=dict)
-    status: str | None = None  # RUNNING / FINISHED / FAILED / KILLED
-
-    @property
-    def ended(self) -> bool:
-        return self.status in _ENDED
-
-
-class TrialLogWriter:
-    """Batches and retries MLflow writes for the trials of one study on a background thread.
-
-    A trial's writes are held until the trial ends or the oldest of them has waited ``hold_s``:
-    a trial shorter than that is recorded in three calls (create with its tags, one batch of its
-    params and every epoch's metrics, terminate), a longer one gets a batch every ``hold_s``.
-    Each MLflow call costs about as much as a whole batch of metrics (a SQLite store's ORM work
-    is mostly per call), so splitting a short trial's record over several flushes would cost it
-    most of that again.
-
-    Args:
-        client: the MLflow client.
-        study: the parent run.
-        hold_s: how long a running trial's writes may wait (how far MLflow may lag behind it).
-        tick_s: how often the thread looks for writes that are due.
-    """
-
-    def __init__(self, client: MlflowClient, study: StudyRun, hold_s: float = 5.0, tick_s: float = 1.0) -> None:
-        self.client = client
-        self.study = study
-        self.hold_s = hold_s
-        self.tick_s = tick_s
-        self.busy_seconds = 0.0  # wall time spent inside MLflow calls
-        # CPU time of those calls: what logging takes from the trials and Tune's loop. The wall time
-        # also counts the writer waiting for the GIL and for a core while others run.
-        self.busy_cpu_seconds = 0.0
-        self.calls = 0  # MLflow calls made for trial records
-        self.run_ids = existing_trial_runs(client, study)
-        self._resumed = set(self.run_ids)  # trials that already had a run when this writer started
-        self._create_failed: set[str] = set()
-        self._ended: set[str] = set()  # trials this writer saw end
-        self._queue: queue.Queue[tuple[str, _Pending]] = queue.Queue()
-        self._backlog: dict[str, _Pending] = {}
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name="mlflow-trial-writer", daemon=True)
-        self._thread.start()
-
-    # -- producer side (the Tune driver's callbacks); never blocks ------------------
-
-    def start_trial(self, trial_id: str, params: dict[str, Any], run_name: str) -> None:
-        self._queue.put(
-            (
-                trial_id,
-                _Pending(
-                    run_name=run_name,
-                    start_ms=int(time.time() * 1000),
-                    params={k: str(v) for k, v in params.items()},
-                    tags={STATUS_TAG: "running"},
-                    status="RUNNING",
-                ),
-            )
-        )
-
-    def log_metrics(self, trial_id: str, values: dict[str, float], step: int) -> None:
-        now = int(time.time() * 1000)
-        metrics = [Metric(k, float(v), now, step) for k, v in values.items()]
-        self._queue.put((trial_id, _Pending(metrics=metrics)))
-
-    def end_trial(self, trial_id: str, status: str, trial_status: str, error: str | None = None) -> None:
-        self._ended.add(trial_id)
-        tags = {STATUS_TAG: trial_status}
-        if error:
-            tags[ERROR_TAG] = error[:5000]
-        self._queue.put((trial_id, _Pending(tags=tags, status=status, end_ms=int(time.time() * 1000))))
-
-    def settle(self, records: Iterable[TrialRecord]) -> None:
-        """Record the end of trials that ended out of this writer's sight.
-
-        A driver killed hard loses its last unflushed writes; Tune restores those trials
-        as ended and calls nothing back for them. Their final metrics (at their last epoch)
-        and status are written again here, which is harmless for a run that has them.
-        """
-        final = {"finished": "FINISHED", "stopped": "FINISHED", "failed": "FAILED"}
-        for record in records:
-            if record.status in final and record.trial_id not in self._ended:
-                self.log_metrics(record.trial_id, record.metrics, step=record.epochs)
-                self.end_trial(record.trial_id, final[record.status], record.status, record.error)
-
-    # -- consumer side ---------------------------------------------------------------
-
-    def _drain(self) -> None:
-        while True:
-            try:
-                trial_id, item = self._queue.get_nowait()
-            except queue.Empty:
-                return
-            pending = self._backlog.setdefault(trial_id, _Pending(since=item.since))
-            pending.run_name = item.run_name or pending.run_name
-            pending.start_ms = item.start_ms or pending.start_ms
-            pending.end_ms = item.end_ms or pending.end_ms
-            pending.metrics.extend(item.metrics)
-            pending.params.update(item.params)
-            pending.tags.update(item.tags)
-            pending.status = item.status or pending.status
-
-    def _reused_run(self, trial_id: str, params: dict[str, str]) -> str | None:
-        """The run of a trial from before a resume, unless the trial id now means another configuration.
-
-        After a hard kill, Tune restores its last snapshot and may hand a trial id it had
-        already started to a new suggestion; that run then records work that no longer
-        counts and is replaced (MLflow params are write-once).
-        """
-        run_id = self.run_ids.get(trial_id)
-        if run_id is None or trial_id not in self._resumed or not params:
-            return run_id
-        self._resumed.discard(trial_id)
-        logged = self.client.get_run(run_id).data.params
-        if all(logged.get(k, v) == v for k, v in params.items()):
-            return run_id
-        self.client.delete_run(run_id)
-        del self.run_ids[trial_id]
-        return None
-
-    def _created_run(self, trial_id: str) -> str | None:
-        """The run an earlier, failed-looking create may have made anyway (the server got it, the reply was lost)."""
-        mine = f"tags.`{PARENT_TAG}` = '{self.study.parent_run_id}' and tags.`{TRIAL_ID_TAG}` = '{trial_id}'"
-        found = self.client.search_runs([self.study.experiment_id], filter_string=mine, max_results=1)
-        return found[0].info.run_id if found else None
-
-    def _write(self, trial_id: str, pending: _Pending) -> None:
-        run_id = self._reused_run(trial_id, pending.params)
-        if run_id is None and trial_id in self._create_failed:
-            run_id = self._created_run(trial_id)
-        if run_id is None:
-            self._create_failed.add(trial_id)  # until the reply arrives, a retry must look before creating
-            # The queued tags go in with the run: one commit fewer than in log_batch (which commits them apart).
-            with_run = pending.tags | {PARENT_TAG: self.study.parent_run_id, TRIAL_ID_TAG: trial_id}
-            run = self.client.create_run(
-                self.study.experiment_id, start_time=pending.start_ms, tags=with_run, run_name=pending.run_name
-            )
-            self.calls += 1
-            run_id, pending.tags = run.info.run_id, {}
-        elif pending.status == "RUNNING":  # a resumed trial's run (a new run starts RUNNING)
-            self.client.update_run(run_id, status="RUNNING")
-            self.calls += 1
-        self._create_failed.discard(trial_id)
-        self.run_ids[trial_id] = run_id
-        params = [Param(k, v[:6000]) for k, v in pending.params.items()]
-        tags = [RunTag(k, v) for k, v in pending.tags.items()]
-        metrics = pending.metrics
-        for lo in range(0, len(metrics) if metrics else int(bool(params or tags)), MAX_BATCH):  # none: no call
-            self.client.log_batch(run_id, metrics=metrics[lo : lo + MAX_BATCH], params=params, tags=tags)
-            self.calls += 1
-            params, tags = [], []
-        if pending.ended:
-            self.client.set_terminated(run_id, status=pending.status, end_time=pending.end_ms)
-            self.calls += 1
-
-    def _flush(self, everything: bool = False) -> bool:
-        """Write what is due (``everything``: all that is queued); True when all of it went through."""
-        self._drain()
-        due_since = time.monotonic() - self.hold_s
-        for trial_id in list(self._backlog):
-            pending = self._backlog[trial_id]
-            if not (everything or pending.ended or pending.since <= due_since):
-                continue
-            started, started_cpu = time.perf_counter(), time.thread_time()
-            try:
-                self._write(trial_id, pending)
-            except Exception as error:
-                log.warning("MLflow write for trial %s failed (%s); will retry", trial_id, error)
-                return False
-            finally:
-                self.busy_seconds += time.perf_counter() - started
-                self.busy_cpu_seconds += time.thread_time() - started_cpu
-            del self._backlog[trial_id]
-        return True
-
-    def _loop(self) -> None:
-        delay = self.tick_s
-        while not self._stop.is_set():
-            self._stop.wait(delay)
-            delay = self.tick_s if self._flush() else min(max(delay * 2, 1.0), 8.0)
-
-    def close(self, timeout_s: float = 60.0) -> bool:
-        """Stop the thread after writing what is queued (retrying up to ``timeout_s``); True if all was written."""
-        self._stop.set()
-        self._thread.join()
-        deadline = time.monotonic() + timeout_s
-        while True:
-            if self._flush(everything=True):
-                return True
-            if time.monotonic() > deadline:
-                log.error("MLflow writes for %d trials could not be delivered", len(self._backlog))
-                return False
-            time.sleep(1.0)
 
 
 def prune_orphan_trials(client: MlflowClient, study: StudyRun, trial_ids: set[str]) -> int:

@@ -22,7 +22,6 @@ from studies.tracking import (
     SPEC_HASH_TAG,
     STUDY_ID_TAG,
     USER_TAG,
-    TrialLogWriter,
     existing_trial_runs,
     finish_study,
     open_study,
@@ -30,6 +29,7 @@ from studies.tracking import (
     spec_hash,
     use_wal,
 )
+from studies.trial_log import TrialLogWriter
 from tests.studies.conftest import start_mlflow_server
 from tests.support.processes import stop_process
 
