@@ -8,7 +8,6 @@ from __future__ import annotations
 import contextlib
 import sqlite3
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -31,7 +30,7 @@ from studies.tracking import (
 )
 from studies.trial_log import TrialLogWriter
 from tests.studies.conftest import start_mlflow_server
-from tests.support.processes import stop_process
+from tests.support.processes import stop_process, wait_until
 
 SPEC = parse_spec(
     {
@@ -106,15 +105,6 @@ def test_a_prepared_local_store_commits_in_wal_mode_without_a_sync_per_commit(tm
     check_records(uri, "study-w")
 
 
-def wait_until(condition: Callable[[], bool], timeout_s: float = 20.0) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.05)
-    return condition()
-
-
 def test_a_running_trial_is_held_until_it_ends_or_its_writes_are_due(tmp_path: Path) -> None:
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     client = MlflowClient(uri)
@@ -126,9 +116,9 @@ def test_a_running_trial_is_held_until_it_ends_or_its_writes_are_due(tmp_path: P
     time.sleep(0.5)  # many ticks, all inside the hold: nothing written yet
     assert existing_trial_runs(client, study) == {} and writer.calls == 0
     writer.end_trial("short", "FINISHED", "finished")  # ended: due at once, well inside the hold
-    assert wait_until(lambda: "short" in existing_trial_runs(client, study))
+    wait_until(lambda: "short" in existing_trial_runs(client, study), 20, 0.05, "the ended trial's run")
     run = client.get_run(writer.run_ids["short"])
-    assert wait_until(lambda: client.get_run(writer.run_ids["short"]).info.status == "FINISHED")
+    wait_until(lambda: client.get_run(writer.run_ids["short"]).info.status == "FINISHED", 20, 0.05, "its end")
     # create (with the tags), one batch (params and all three epochs), terminate
     assert writer.calls == 3
     assert [m.value for m in client.get_metric_history(run.info.run_id, "test_error")] == [9.0, 8.0, 7.0]
@@ -142,12 +132,12 @@ def test_a_running_trial_is_held_until_it_ends_or_its_writes_are_due(tmp_path: P
     lagging.start_trial("long", {"alpha": 0.0}, "long")
     lagging.log_metrics("long", {"test_error": 30.0}, step=1)
     # still running, but its writes have waited hold_s: written, and the run stays RUNNING
-    assert wait_until(lambda: "long" in lagging.run_ids)
+    wait_until(lambda: "long" in lagging.run_ids, 20, 0.05, "the running trial's run")
 
     def logged() -> list[float]:
         return [m.value for m in client.get_metric_history(lagging.run_ids["long"], "test_error")]
 
-    assert wait_until(lambda: logged() == [30.0])
+    wait_until(lambda: logged() == [30.0], 20, 0.05, "its first epoch")
     assert client.get_run(lagging.run_ids["long"]).info.status == "RUNNING"
     assert lagging.close(timeout_s=30)
 
