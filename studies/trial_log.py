@@ -27,6 +27,11 @@ MAX_BATCH = 900  # MLflow accepts at most 1000 metrics per log_batch
 _ENDED = frozenset({"FINISHED", "FAILED", "KILLED"})  # MLflow's final run statuses
 
 
+def _now_ms() -> int:
+    """Wall-clock time as MLflow stores it (milliseconds since the epoch)."""
+    return int(time.time() * 1000)
+
+
 @dataclass
 class _Pending:
     """Writes queued for one trial's run, in order."""
@@ -90,7 +95,7 @@ class TrialLogWriter:
                 trial_id,
                 _Pending(
                     run_name=run_name,
-                    start_ms=int(time.time() * 1000),
+                    start_ms=_now_ms(),
                     params={k: str(v) for k, v in params.items()},
                     tags={STATUS_TAG: "running"},
                     status="RUNNING",
@@ -99,7 +104,7 @@ class TrialLogWriter:
         )
 
     def log_metrics(self, trial_id: str, values: dict[str, float], step: int) -> None:
-        now = int(time.time() * 1000)
+        now = _now_ms()
         metrics = [Metric(k, float(v), now, step) for k, v in values.items()]
         self._queue.put((trial_id, _Pending(metrics=metrics)))
 
@@ -108,7 +113,7 @@ class TrialLogWriter:
         tags = {STATUS_TAG: trial_status}
         if error:
             tags[ERROR_TAG] = error[:5000]
-        self._queue.put((trial_id, _Pending(tags=tags, status=status, end_ms=int(time.time() * 1000))))
+        self._queue.put((trial_id, _Pending(tags=tags, status=status, end_ms=_now_ms())))
 
     def settle(self, records: Iterable[TrialRecord]) -> None:
         """Record the end of trials that ended out of this writer's sight.
