@@ -8,11 +8,12 @@ nothing), ``--epochs`` epochs (default 4), 2 trials at a time (``max_concurrent_
 logging is on (a SQLite store in a temporary ``MIXUP_STUDIES_HOME``), as are the engine's trial
 checkpoints.
 
-Trial size: before Ray starts, the driver times a training epoch on one thread (as a Ray worker with
-``cpu: 1`` runs) and sizes the training set so that a trial's training is ≈ ``--trial-seconds``
-(default 2 s) in all. On this shared machine the trials then train 1.4–3.2 s (``mean_trial_s``): the
-speed of the two vCPUs changes between the calibration and the study. Timing the calibration beside a
-second training process (as the study's two trials run) was tried: trials came out 3.4–3.5 s.
+Trial size: just before the clock starts (Ray started and settled), the driver times a training
+epoch on one thread (as a Ray worker with ``cpu: 1`` runs) and sizes the training set so that a
+trial's training is ≈ ``--trial-seconds`` (default 2 s) in all. On this shared machine the trials
+then train 1.4–3.2 s (``mean_trial_s``): the speed of the two vCPUs changes between the calibration
+and the study. Timing the calibration beside a second training process (as the study's two trials
+run) was tried: trials came out 3.4–3.5 s.
 
 What is timed: ``studies.engine.run_study`` from call to return, with Ray already started
 (``studies.engine.init_ray`` is called before the clock starts): opening the study in MLflow, Tune's
@@ -40,9 +41,11 @@ as overhead. ``ideal_s = trial_work_s / 2`` and ``wall_over_ideal = wall_s / ide
 writer thread's CPU time inside MLflow calls) ÷ trial work (goal ≤ 0.02): what logging takes from the
 machine and from Tune's loop (with which the writer shares the GIL). ``mlflow_wall_share`` is their wall
 time (``mlflow_seconds``) ÷ trial work; it also counts the writer waiting for the GIL and for a core
-while the trials and Tune's loop run, so it is the upper bound. ``mlflow_calls_per_trial``: MLflow calls
-per trial record (3 at best: create, one batch, terminate); ``mlflow_cpu_ms_per_trial`` their CPU time
-per trial, which does not depend on the trial's length.
+while the trials and Tune's loop run, so it is the upper bound. ``mlflow_calls_per_trial``: MLflow writes
+per trial record: 1 where a trial shorter than the writer's hold (5 s) goes into the SQLite store as one
+transaction (``studies.direct_record``), 3 through MLflow's client (create, one batch, terminate; with
+``--client-writes``, the figure before that path); ``mlflow_cpu_ms_per_trial`` their CPU time per trial,
+which does not depend on the trial's length.
 
 ``--ray-settle-s N`` (default 15) waits N seconds after ``init_ray`` before the clock starts, so that
 Ray's idle workers have finished preloading (≈ 6 s of imports on a quiet 2-core box): the study then
@@ -52,7 +55,7 @@ for a driver that starts its own Ray, still preloading. The JSON line carries th
 (``ray_settle_s``).
 
 Usage: ``python benchmarks/study_overhead.py [--trials 16] [--epochs 4] [--trial-seconds 2]
-[--ray-settle-s 15] [--quick]``. Prints one JSON line (last on stdout).
+[--ray-settle-s 15] [--client-writes] [--quick]``. Prints one JSON line (last on stdout).
 """
 
 from __future__ import annotations
@@ -158,7 +161,6 @@ def trial_work(outcome: Any, tracking_uri: str) -> tuple[float, int, int, float]
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     epochs = args.epochs
-    num_train = calibrate(args.trial_seconds / epochs)
     home = Path(tempfile.mkdtemp(prefix="mxso-"))  # short: Ray's socket paths live under its temp dir
     os.environ["MIXUP_STUDIES_HOME"] = str(home)
     try:
@@ -169,13 +171,17 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         from studies.engine import init_ray, run_study
         from studies.settings import StudySettings
 
-        settings = StudySettings(home=home, ray_num_cpus=CONCURRENCY, ray_temp_dir=home / "ray")
-        spec = study_spec(num_train, epochs, args.trials)
+        settings = StudySettings(
+            home=home, ray_num_cpus=CONCURRENCY, ray_temp_dir=home / "ray", mlflow_direct_writes=not args.client_writes
+        )
         ray_started = time.perf_counter()
         init_ray(settings)
         ray_init = time.perf_counter() - ray_started
         MlflowClient(settings.resolved_tracking_uri).search_experiments()  # create the store's tables
         time.sleep(args.ray_settle_s)
+        # Sized last, just before the clock starts: these vCPUs' speed drifts from minute to minute.
+        num_train = calibrate(args.trial_seconds / epochs)
+        spec = study_spec(num_train, epochs, args.trials)
         try:
             started, started_at = time.perf_counter(), time.time()
             outcome = run_study(spec, settings=settings)
@@ -191,6 +197,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "benchmark": "study_overhead",
             "quick": args.quick,
             "ray_settle_s": args.ray_settle_s,
+            "client_writes": args.client_writes,
             "wall_over_ideal": round(wall / ideal, 4),
             "mlflow_share": round(outcome.mlflow_cpu_seconds / work, 5),
             "mlflow_wall_share": round(outcome.mlflow_seconds / work, 5),
@@ -227,6 +234,9 @@ def main() -> None:
     parser.add_argument("--trial-seconds", type=float, default=2.0, help="training time of one trial")
     parser.add_argument(
         "--ray-settle-s", type=float, default=15.0, help="wait after starting Ray before the clock (workers preload)"
+    )
+    parser.add_argument(
+        "--client-writes", action="store_true", help="every MLflow write through MLflow's client (no direct records)"
     )
     parser.add_argument("--quick", action="store_true", help="a smoke run: 4 trials of ≈0.5 s, 2 epochs, no settling")
     args = parser.parse_args()

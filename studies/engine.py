@@ -159,7 +159,7 @@ def run_study(
     use_wal(uri)
     client = MlflowClient(uri)
     study = open_study(client, spec, study_id, user, settings.artifact_root if _is_local_store(uri) else None)
-    writer = TrialLogWriter(client, study)
+    writer = TrialLogWriter(client, study, direct_writes=settings.mlflow_direct_writes)
     latest: list[TrialRecord] = []
 
     def listen(records: list[TrialRecord]) -> None:

@@ -24,6 +24,11 @@ class StudySettings(BaseSettings):
     results_uri: str | None = Field(
         None, description="Ray Tune storage (a path or s3://...); default: <home>/ray_results."
     )
+    mlflow_direct_writes: bool = Field(
+        True,
+        description="Insert a short trial's whole MLflow record in one transaction where the store is a database "
+        "on a checked schema (studies.direct_record); false: always through MLflow's client.",
+    )
     max_trials: int = Field(1000, ge=1, description="Most trials one study may expand to.")
     ray_num_cpus: int | None = Field(None, ge=1, description="CPUs of a local Ray; default: all.")
     ray_temp_dir: Path | None = Field(None, description="Temp dir of a local Ray (tests use their own).")

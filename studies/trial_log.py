@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
 
+from studies.direct_record import DirectTrialRecords, WholeTrial
 from studies.tracking import ERROR_TAG, PARENT_TAG, STATUS_TAG, TRIAL_ID_TAG, StudyRun, existing_trial_runs
 
 if TYPE_CHECKING:
@@ -58,18 +59,29 @@ class TrialLogWriter:
     params and every epoch's metrics, terminate), a longer one gets a batch every ``hold_s``.
     Each MLflow call costs about as much as a whole batch of metrics (a SQLite store's ORM work
     is mostly per call), so splitting a short trial's record over several flushes would cost it
-    most of that again.
+    most of that again. Where the store is a database on a schema revision this project has
+    checked, a trial that ended before its first write goes in as one transaction instead
+    (:mod:`studies.direct_record`, about 15× cheaper than the three calls).
 
     Args:
         client: the MLflow client.
         study: the parent run.
         hold_s: how long a running trial's writes may wait (how far MLflow may lag behind it).
         tick_s: how often the thread looks for writes that are due.
+        direct_writes: allow whole trials to be inserted in one transaction (False: always the client).
     """
 
-    def __init__(self, client: MlflowClient, study: StudyRun, hold_s: float = 5.0, tick_s: float = 1.0) -> None:
+    def __init__(
+        self,
+        client: MlflowClient,
+        study: StudyRun,
+        hold_s: float = 5.0,
+        tick_s: float = 1.0,
+        direct_writes: bool = True,
+    ) -> None:
         self.client = client
         self.study = study
+        self._direct = _open_direct(client, study) if direct_writes else None
         self.hold_s = hold_s
         self.tick_s = tick_s
         self.busy_seconds = 0.0  # wall time spent inside MLflow calls
@@ -173,6 +185,9 @@ class TrialLogWriter:
         run_id = self._reused_run(trial_id, pending.params)
         if run_id is None and trial_id in self._create_failed:
             run_id = self._created_run(trial_id)
+        if run_id is None and pending.ended and self._direct is not None:
+            self._write_whole(trial_id, pending)
+            return
         if run_id is None:
             self._create_failed.add(trial_id)  # until the reply arrives, a retry must look before creating
             # The queued tags go in with the run: one commit fewer than in log_batch (which commits them apart).
@@ -197,6 +212,29 @@ class TrialLogWriter:
         if pending.ended:
             self.client.set_terminated(run_id, status=pending.status, end_time=pending.end_ms)
             self.calls += 1
+
+    def _write_whole(self, trial_id: str, pending: _Pending) -> None:
+        """A trial that ended before its first write: its whole run in one transaction."""
+        assert self._direct is not None and pending.status is not None and pending.end_ms is not None
+        self._create_failed.add(trial_id)  # should the commit land and still raise, the retry finds the run
+        trial = WholeTrial(
+            run_name=pending.run_name,
+            start_ms=pending.start_ms or pending.end_ms,  # a trial settled after a resume has no start of its own
+            end_ms=pending.end_ms,
+            status=pending.status,
+            tags=pending.tags | {PARENT_TAG: self.study.parent_run_id, TRIAL_ID_TAG: trial_id},
+            params={k: v[:6000] for k, v in pending.params.items()},
+            metrics=pending.metrics,
+        )
+        try:
+            run_id = self._direct.write(trial)
+        except Exception:
+            self._drop_direct()  # the retry, and every record after it, goes through the client
+            raise
+        finally:
+            self.calls += 1
+        self._create_failed.discard(trial_id)
+        self.run_ids[trial_id] = run_id
 
     def _flush(self, everything: bool = False) -> bool:
         """Write what is due (``everything``: all that is queued); True when all of it went through."""
@@ -229,10 +267,25 @@ class TrialLogWriter:
         self._stop.set()
         self._thread.join()
         deadline = time.monotonic() + timeout_s
-        while True:
-            if self._flush(everything=True):
-                return True
-            if time.monotonic() > deadline:
-                log.error("MLflow writes for %d trials could not be delivered", len(self._backlog))
-                return False
-            time.sleep(1.0)
+        try:
+            while not self._flush(everything=True):
+                if time.monotonic() > deadline:
+                    log.error("MLflow writes for %d trials could not be delivered", len(self._backlog))
+                    return False
+                time.sleep(1.0)
+            return True
+        finally:
+            self._drop_direct()
+
+    def _drop_direct(self) -> None:
+        if self._direct is not None:
+            self._direct.close()
+            self._direct = None
+
+
+def _open_direct(client: MlflowClient, study: StudyRun) -> DirectTrialRecords | None:
+    try:
+        return DirectTrialRecords.open(client, study.experiment_id)
+    except Exception as error:  # the client's path still works, and is what the study falls back to
+        log.warning("whole-trial MLflow writes are off for this study (%s)", error)
+        return None

@@ -8,15 +8,31 @@ benchmarks' business (benchmarks/RESULTS.md), not the test suite's.
 
 from __future__ import annotations
 
-import pytest
+from pathlib import Path
 
+import pytest
+import sqlalchemy
+from mlflow.tracking import MlflowClient
+
+from studies.direct_record import CHECKED_REVISIONS, schema_revision
 from tests.support.benchmarks import assert_positive_numbers, run_quick
 
 pytestmark = pytest.mark.slow
 
 
+def installed_schema_is_checked(folder: Path) -> bool:
+    """Whether this MLflow's store schema is one the direct trial records were checked on."""
+    uri = f"sqlite:///{folder / 'probe.db'}"
+    MlflowClient(uri).search_experiments()
+    engine = sqlalchemy.create_engine(uri)
+    try:
+        return schema_revision(engine) in CHECKED_REVISIONS
+    finally:
+        engine.dispose()
+
+
 @pytest.mark.timeout(900)
-def test_study_overhead_quick() -> None:
+def test_study_overhead_quick(tmp_path: Path) -> None:
     result = run_quick("study_overhead.py", timeout_s=840, only_line=False)
     assert result["benchmark"] == "study_overhead"
     assert_positive_numbers(
@@ -26,10 +42,15 @@ def test_study_overhead_quick() -> None:
     assert result["trial_epochs"] == 4 * result["epochs"]
     # the ratio is the wall time over the measured ideal, as documented
     assert result["wall_over_ideal"] == pytest.approx(result["wall_s"] / result["ideal_s"], rel=1e-2)
-    # the MLflow writes' CPU time is part of their wall time; a trial's record takes 3 calls at least
+    # the MLflow writes' CPU time is part of their wall time
     assert result["mlflow_cpu_s"] <= result["mlflow_s"] + 0.05
     assert result["mlflow_share"] == pytest.approx(result["mlflow_cpu_s"] / result["trial_work_s"], rel=2e-2, abs=1e-4)
-    assert result["mlflow_calls_per_trial"] >= 3
+    # Short trials go into the SQLite store as one transaction each where the schema was checked (a trial
+    # that outlasts the writer's 5 s hold under load takes the client's 3 calls or more), else 3 calls each.
+    if installed_schema_is_checked(tmp_path):
+        assert 1 <= result["mlflow_calls_per_trial"] < 3
+    else:
+        assert result["mlflow_calls_per_trial"] >= 3
     assert isinstance(result["machine"], str) and result["machine"]
 
 
