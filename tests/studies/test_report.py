@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import io
 import math
+import subprocess
+import sys
 from typing import Any
 
 import matplotlib.image
@@ -369,3 +371,18 @@ def test_json_round_trip(layer_report: StudyReport, grid_report: StudyReport, la
 )
 def test_weight_decay_labels(weight_decay: float, label: str) -> None:
     assert weight_decay_label(weight_decay) == label
+
+
+def test_a_driver_warms_up_plotting_in_the_background() -> None:
+    """In a fresh interpreter: the warm-up thread imports matplotlib's figure and draws without an error."""
+    code = (
+        "import sys\n"
+        "from studies.report_render import warm_up_plotting\n"
+        "assert 'matplotlib.figure' not in sys.modules\n"
+        "thread = warm_up_plotting()\n"
+        "thread.join(120)\n"
+        "assert not thread.is_alive() and 'matplotlib.figure' in sys.modules\n"
+        "print('warm')\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=180, check=False)
+    assert (done.returncode, done.stdout.strip(), done.stderr) == (0, "warm", "")
