@@ -63,13 +63,16 @@ def write_failed_trial(uri: str, artifact_root: Path, direct: bool) -> tuple[Tri
 
 
 def rows_of_run(uri: str, run_id: str, parent_id: str) -> dict[str, list[tuple[str, ...]]]:
-    """Every row of every table that mentions the run, with the two run ids replaced by placeholders."""
+    """Every row of every table that mentions the run, with the two run ids replaced by placeholders;
+    and, under ``"#rows"``, how many rows each table holds (a row written elsewhere would show there)."""
     engine = sqlalchemy.create_engine(uri)
-    found: dict[str, list[tuple[str, ...]]] = {}
+    found: dict[str, list[tuple[str, ...]]] = {"#rows": []}
     try:
         with engine.connect() as connection:
             for table in sqlalchemy.inspect(engine).get_table_names():
-                for row in connection.execute(sqlalchemy.text(f'SELECT * FROM "{table}"')):
+                rows = connection.execute(sqlalchemy.text(f'SELECT * FROM "{table}"')).all()
+                found["#rows"].append((table, str(len(rows))))
+                for row in rows:
                     text = tuple(str(value) for value in row)
                     if any(run_id in value for value in text):
                         named = (v.replace(run_id, "<trial>").replace(parent_id, "<parent>") for v in text)
