@@ -162,14 +162,13 @@ def run_study(
     study = open_study(client, spec, study_id, user, settings.artifact_root if _is_local_store(uri) else None)
     writer = TrialLogWriter(client, study, direct_writes=settings.mlflow_direct_writes)
     latest: list[TrialRecord] = []
-    plotting: list[object] = []
 
     def listen(records: list[TrialRecord]) -> None:
         latest[:] = records
-        if not plotting and any(r.epochs for r in records):
+        if any(r.epochs for r in records):
             # Once trials train, the driver idles: it imports the report's plotting now, not after the last trial
             # (~0.5 s there). Sooner, it would slow the start of the trials instead.
-            plotting.append(warm_up_plotting())
+            warm_up_plotting()
         if on_progress is not None:
             on_progress(records)
 

@@ -195,13 +195,19 @@ def _series_order(curve: Sequence[AlphaPoint]) -> list[str]:
     return list(dict.fromkeys(p.series for p in curve))
 
 
-def warm_up_plotting() -> threading.Thread:
-    """Import matplotlib and draw a throwaway figure on a background thread; returns the started thread.
+_warm_up: threading.Thread | None = None  # the process's plot warm-up, once started
+
+
+def warm_up_plotting() -> None:
+    """Import matplotlib and draw a throwaway figure on a background thread (once per process).
 
     The first plot a process draws pays for importing ``matplotlib.figure`` and loading fonts: 0.5 s of the
     0.6 s that the first :func:`render_plot_png` took on the 2-core dev box, where later ones take 0.13 s.
-    A study driver calls this as it starts, so that happens while the trials run, not after the last one.
+    A study driver calls this once its trials train, so that happens while they run, not after the last one.
     """
+    global _warm_up
+    if _warm_up is not None:
+        return
 
     def draw() -> None:
         from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -212,9 +218,8 @@ def warm_up_plotting() -> threading.Thread:
         fig.subplots().set_title("α")
         fig.savefig(io.BytesIO(), format="png", dpi=10)
 
-    thread = threading.Thread(target=draw, name="plot-warm-up", daemon=True)
-    thread.start()
-    return thread
+    _warm_up = threading.Thread(target=draw, name="plot-warm-up", daemon=True)
+    _warm_up.start()
 
 
 def render_plot_png(report: StudyReport) -> bytes | None:
@@ -229,6 +234,8 @@ def render_plot_png(report: StudyReport) -> bytes | None:
     curve = report.alpha_curve
     if not curve:
         return None
+    if _warm_up is not None:
+        _warm_up.join()  # matplotlib's shared font objects are not safe to draw with from two threads at once
     # Imported here: matplotlib is slow to import and only this function needs it. An explicit Agg canvas
     # on a bare Figure renders headless without pyplot's global figure registry or a global backend switch
     # (matplotlib.use would close the figures of a notebook that imported us).
