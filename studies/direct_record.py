@@ -56,9 +56,14 @@ class WholeTrial:
     metrics: list[Metric]
 
 
-def schema_revision(engine: sqlalchemy.Engine) -> str | None:
-    with engine.connect() as connection:
-        return connection.exec_driver_sql("SELECT version_num FROM alembic_version").scalar()
+def schema_revision(uri: str) -> str | None:
+    """The Alembic revision of an MLflow database store's schema (MLflow creates and migrates it on first use)."""
+    engine = sqlalchemy.create_engine(uri)
+    try:
+        with engine.connect() as connection:
+            return connection.exec_driver_sql("SELECT version_num FROM alembic_version").scalar()
+    finally:
+        engine.dispose()
 
 
 class DirectTrialRecords:
@@ -75,18 +80,16 @@ class DirectTrialRecords:
         uri = client.tracking_uri
         if uri.split(":", 1)[0].split("+", 1)[0] not in DATABASE_ENGINES:
             return None
-        engine = sqlalchemy.create_engine(uri)
         try:
-            revision = schema_revision(engine)
+            revision = schema_revision(uri)
         except sqlalchemy.exc.SQLAlchemyError as error:
             log.info("MLflow's schema revision could not be read (%s); trial records go through the client", error)
-            revision = None
-        if revision not in CHECKED_REVISIONS:
-            if revision is not None:
-                log.info("MLflow schema revision %s is not one the direct trial records were checked on", revision)
-            engine.dispose()
             return None
-        return cls(engine, experiment_id, client.get_experiment(experiment_id).artifact_location)
+        if revision not in CHECKED_REVISIONS:
+            log.info("MLflow schema revision %s is not one the direct trial records were checked on", revision)
+            return None
+        artifact_location = client.get_experiment(experiment_id).artifact_location
+        return cls(sqlalchemy.create_engine(uri), experiment_id, artifact_location)
 
     def write(self, trial: WholeTrial) -> str:
         """Insert the trial's run with its tags, params, metric history and latest metrics; its run id."""

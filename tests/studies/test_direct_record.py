@@ -18,7 +18,7 @@ from mlflow.tracking import MlflowClient
 from studies import direct_record, trial_log
 from studies.direct_record import CHECKED_REVISIONS, DirectTrialRecords, schema_revision
 from studies.specfile import parse_spec
-from studies.tracking import existing_trial_runs, open_study
+from studies.tracking import StudyRun, existing_trial_runs, open_study
 from studies.trial_log import TrialLogWriter
 from tests.support.postgres import PostgresServer, postgres_server
 
@@ -91,10 +91,9 @@ def test_a_whole_trial_is_stored_row_for_row_as_mlflows_client_stores_it(
     for direct in (False, True):
         uri = new_store(kind, tmp_path, request)
         MlflowClient(uri).search_experiments()  # MLflow creates its tables
-        engine = sqlalchemy.create_engine(uri)
-        revision = schema_revision(engine)
-        engine.dispose()
-        monkeypatch.setattr(direct_record, "CHECKED_REVISIONS", frozenset({revision}))  # this test is the check
+        monkeypatch.setattr(
+            direct_record, "CHECKED_REVISIONS", frozenset({schema_revision(uri)})
+        )  # this test is the check
         writer, run_id, parent_id = write_failed_trial(uri, tmp_path / "artifacts", direct)
         assert writer.calls == (1 if direct else 3)  # one transaction, or create + batch + terminate
         stored[direct] = rows_of_run(uri, run_id, parent_id)
@@ -115,18 +114,19 @@ def test_a_whole_trial_is_stored_row_for_row_as_mlflows_client_stores_it(
     assert stored[True] == stored[False]
 
 
+def local_study(folder: Path) -> tuple[str, MlflowClient, StudyRun]:
+    """A study opened in a fresh SQLite store: its URI, a client and the study's MLflow ids."""
+    uri = f"sqlite:///{folder / 'mlflow.db'}"
+    client = MlflowClient(uri)
+    return uri, client, open_study(client, SPEC, "study-y", None, folder / "artifacts")
+
+
 def test_the_direct_path_needs_a_database_store_on_a_checked_schema(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    client = MlflowClient(uri)
-    study = open_study(client, SPEC, "study-y", None, tmp_path / "artifacts")
-    engine = sqlalchemy.create_engine(uri)
-    revision = schema_revision(engine)
-    engine.dispose()
-
+    uri, client, study = local_study(tmp_path)
     records = DirectTrialRecords.open(client, study.experiment_id)
-    assert (records is not None) == (revision in CHECKED_REVISIONS)  # on the installed MLflow's own schema
+    assert (records is not None) == (schema_revision(uri) in CHECKED_REVISIONS)  # on the installed MLflow's own schema
     if records is not None:
         records.close()
     assert DirectTrialRecords.open(MlflowClient("http://127.0.0.1:9"), study.experiment_id) is None  # a server
@@ -145,12 +145,8 @@ def test_the_direct_path_needs_a_database_store_on_a_checked_schema(
 def test_a_failed_direct_write_falls_back_to_the_client_without_losing_the_trial(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    client = MlflowClient(uri)
-    study = open_study(client, SPEC, "study-z", None, tmp_path / "artifacts")
-    engine = sqlalchemy.create_engine(uri)
-    monkeypatch.setattr(direct_record, "CHECKED_REVISIONS", frozenset({schema_revision(engine)}))
-    engine.dispose()
+    uri, client, study = local_study(tmp_path)
+    monkeypatch.setattr(direct_record, "CHECKED_REVISIONS", frozenset({schema_revision(uri)}))
     writer = TrialLogWriter(client, study, tick_s=0.02)
     assert writer._direct is not None
     # A store whose tables do not take the rows: the transaction fails as a whole and writes nothing.
