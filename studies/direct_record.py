@@ -95,6 +95,7 @@ class DirectTrialRecords:
         """Insert the trial's run with its tags, params, metric history and latest metrics; its run id."""
         run_id = uuid.uuid4().hex
         tags = dict(trial.tags)
+        # MLflow makes up a name for an unnamed run; only a trial settled after a resume has none, and its id will do.
         run_name = trial.run_name or tags.get(MLFLOW_RUN_NAME) or run_id
         tags.setdefault(MLFLOW_RUN_NAME, run_name)
         run = {
