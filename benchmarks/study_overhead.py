@@ -11,16 +11,17 @@ checkpoints.
 Trial size: just before the clock starts (Ray started and settled), the driver times a training
 epoch on one thread (as a Ray worker with ``cpu: 1`` runs) and sizes the training set so that a
 trial's training is ≈ ``--trial-seconds`` (default 2 s) in all. On this shared machine the trials
-then train 1.4–3.2 s (``mean_trial_s``): the speed of the two vCPUs changes between the calibration
-and the study. Timing the calibration beside a second training process (as the study's two trials
-run) was tried: trials came out 3.4–3.5 s.
+then train 1.3–2.5 s (``mean_trial_s``; 1.4–3.5 s when they were sized before Ray started): the
+speed of the two vCPUs changes between the calibration and the study. Timing the calibration beside a
+second training process (as the study's two trials run) was tried: trials came out 3.4–3.5 s.
 
 What is timed: ``studies.engine.run_study`` from call to return, with Ray already started
 (``studies.engine.init_ray`` is called before the clock starts): opening the study in MLflow, Tune's
 whole run (actor start-up, trials, checkpoints, experiment snapshots, result processing, the MLflow
 writer's final flush) and the report written to the parent run. Untimed process warm-up, like the
-driver's own imports: the SQLite store's tables are created and the report's matplotlib (Agg) is
-imported before the clock starts.
+driver's own imports: the SQLite store's tables are created and matplotlib's Agg backend module is
+imported before the clock starts (the engine itself warms up the rest of the report's plotting,
+``matplotlib.figure`` and the fonts, on a background thread once the trials train; that is timed).
 
 ``first_training_s``: from the study's start until the first trial's first training pass began (≈:
 the driver's timestamp of that epoch's result minus its ``epoch_seconds``) — mostly Tune's two trial

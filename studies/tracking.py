@@ -40,6 +40,7 @@ USER_TAG = "mixup_studies.user"
 SPEC_HASH_TAG = "mixup_studies.spec_hash"
 STATUS_TAG = "mixup_studies.status"  # finished | stopped | failed | running, and the study's outcome
 ERROR_TAG = "mixup_studies.error"
+MAX_PARAM_CHARS = 6000  # MLflow's longest param value
 
 
 def spec_hash(spec: StudySpec) -> str:
@@ -153,7 +154,7 @@ def open_study(
         if user:
             tags[USER_TAG] = user
         parent = client.create_run(experiment_id, tags=tags, run_name=spec.name)
-        params = [Param(k, str(v)[:6000]) for k, v in flatten(spec.model_dump(mode="json")).items()]
+        params = [Param(k, str(v)[:MAX_PARAM_CHARS]) for k, v in flatten(spec.model_dump(mode="json")).items()]
         for lo in range(0, len(params), 100):
             client.log_batch(parent.info.run_id, params=params[lo : lo + 100])
         client.log_dict(parent.info.run_id, spec.model_dump(mode="json"), "spec.yaml")

@@ -17,7 +17,15 @@ from mlflow.entities import Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
 
 from studies.direct_record import DirectTrialRecords, WholeTrial
-from studies.tracking import ERROR_TAG, PARENT_TAG, STATUS_TAG, TRIAL_ID_TAG, StudyRun, existing_trial_runs
+from studies.tracking import (
+    ERROR_TAG,
+    MAX_PARAM_CHARS,
+    PARENT_TAG,
+    STATUS_TAG,
+    TRIAL_ID_TAG,
+    StudyRun,
+    existing_trial_runs,
+)
 
 if TYPE_CHECKING:
     from studies.records import TrialRecord
@@ -108,7 +116,7 @@ class TrialLogWriter:
                 _Pending(
                     run_name=run_name,
                     start_ms=_now_ms(),
-                    params={k: str(v) for k, v in params.items()},
+                    params={k: str(v)[:MAX_PARAM_CHARS] for k, v in params.items()},
                     tags={STATUS_TAG: "running"},
                     status="RUNNING",
                 ),
@@ -191,9 +199,11 @@ class TrialLogWriter:
         if run_id is None:
             self._create_failed.add(trial_id)  # until the reply arrives, a retry must look before creating
             # The queued tags go in with the run: one commit fewer than in log_batch (which commits them apart).
-            with_run = pending.tags | {PARENT_TAG: self.study.parent_run_id, TRIAL_ID_TAG: trial_id}
             run = self.client.create_run(
-                self.study.experiment_id, start_time=pending.start_ms, tags=with_run, run_name=pending.run_name
+                self.study.experiment_id,
+                start_time=pending.start_ms,
+                tags=self._run_tags(trial_id, pending),
+                run_name=pending.run_name,
             )
             self.calls += 1
             run_id, pending.tags = run.info.run_id, {}
@@ -202,7 +212,7 @@ class TrialLogWriter:
             self.calls += 1
         self._create_failed.discard(trial_id)
         self.run_ids[trial_id] = run_id
-        params = [Param(k, v[:6000]) for k, v in pending.params.items()]
+        params = [Param(k, v) for k, v in pending.params.items()]
         tags = [RunTag(k, v) for k, v in pending.tags.items()]
         metrics = pending.metrics
         for lo in range(0, len(metrics) if metrics else int(bool(params or tags)), MAX_BATCH):  # none: no call
@@ -213,6 +223,10 @@ class TrialLogWriter:
             self.client.set_terminated(run_id, status=pending.status, end_time=pending.end_ms)
             self.calls += 1
 
+    def _run_tags(self, trial_id: str, pending: _Pending) -> dict[str, str]:
+        """The tags a new trial run is created with: the queued ones, its parent and its trial id."""
+        return pending.tags | {PARENT_TAG: self.study.parent_run_id, TRIAL_ID_TAG: trial_id}
+
     def _write_whole(self, trial_id: str, pending: _Pending) -> None:
         """A trial that ended before its first write: its whole run in one transaction."""
         assert self._direct is not None and pending.status is not None and pending.end_ms is not None
@@ -222,8 +236,8 @@ class TrialLogWriter:
             start_ms=pending.start_ms or pending.end_ms,  # a trial settled after a resume has no start of its own
             end_ms=pending.end_ms,
             status=pending.status,
-            tags=pending.tags | {PARENT_TAG: self.study.parent_run_id, TRIAL_ID_TAG: trial_id},
-            params={k: v[:6000] for k, v in pending.params.items()},
+            tags=self._run_tags(trial_id, pending),
+            params=pending.params,
             metrics=pending.metrics,
         )
         try:

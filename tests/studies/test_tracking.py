@@ -205,3 +205,18 @@ def test_a_briefly_unreachable_server_delays_writes_but_loses_none(
         assert [m.value for m in client.get_metric_history(trial.run_id, "test_error")] == [5.0, 10.0]
     finally:
         stop_process(server)
+
+
+def test_a_long_param_is_cut_to_mlflows_limit_and_a_resume_still_finds_its_run(tmp_path: Path) -> None:
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = MlflowClient(uri)
+    study = open_study(client, SPEC, "study-l", None, tmp_path / "artifacts")
+    long_value = "x" * 7000
+    writer = TrialLogWriter(client, study, tick_s=0.02)
+    writer.start_trial("t0", {"note": long_value}, "t0")
+    assert writer.close(timeout_s=30)
+    assert client.get_run(writer.run_ids["t0"]).data.params["note"] == "x" * 6000
+    resumed = TrialLogWriter(client, study, tick_s=0.02)
+    resumed.start_trial("t0", {"note": long_value}, "t0")  # the same configuration: the same run
+    assert resumed.close(timeout_s=30)
+    assert resumed.run_ids["t0"] == writer.run_ids["t0"]
