@@ -1,6 +1,6 @@
 """The ``mixup-studies`` command: the study commands of :mod:`studies.cli` plus the service's own.
 
-Service side: ``serve`` and ``token create``. Client side (over HTTP, ``MIXUP_STUDIES_URL`` /
+Service side: ``serve`` and ``token create/list/revoke``. Client side (over HTTP, ``MIXUP_STUDIES_URL`` /
 ``MIXUP_STUDIES_TOKEN``): ``submit [--watch]``, ``list``, ``status``, ``trials``, ``cancel``, ``report``.
 ``report`` goes through the API; with ``--tracking-uri`` it reads MLflow directly (the studies command).
 """
@@ -19,6 +19,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from service.cli_tokens import token_app
 from service.client import Client, ClientError
 from studies import cli as studies_cli
 
@@ -26,7 +27,6 @@ app = typer.Typer(help=studies_cli.app.info.help, no_args_is_help=True)
 app.registered_commands.extend(
     c for c in studies_cli.app.registered_commands if (c.name or getattr(c.callback, "__name__", "")) != "report"
 )
-token_app = typer.Typer(help="API tokens.", no_args_is_help=True)
 app.add_typer(token_app, name="token")
 out = Console()
 err = Console(stderr=True)
@@ -55,24 +55,6 @@ def serve(
     from service.server import serve as run_server
 
     run_server(host, port)
-
-
-@token_app.command("create")
-def token_create(
-    user: Annotated[str, typer.Option(help="The user the token belongs to (created if new).")],
-    admin: Annotated[bool, typer.Option(help="Make the user an admin (sees every study).")] = False,
-) -> None:
-    """Create a token in the service's database and print it (only its hash is stored)."""
-    from service.auth import create_token
-    from service.db import make_engine, migrate, session_factory
-    from service.settings import ServiceSettings
-
-    engine = make_engine(ServiceSettings().resolved_database_url)
-    migrate(engine)
-    with session_factory(engine)() as session:
-        secret = create_token(session, user, admin)
-        session.commit()
-    typer.echo(secret)
 
 
 def _load_spec_file(spec: str) -> dict[str, Any]:

@@ -33,7 +33,7 @@ class User(Base):
 
 
 class Token(Base):
-    """An API token; only the SHA-256 of the secret is kept."""
+    """An API token; only the SHA-256 of the secret is kept (and, for generated ones, its first characters)."""
 
     __tablename__ = "tokens"
 
@@ -41,6 +41,12 @@ class Token(Base):
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    prefix: Mapped[str | None] = mapped_column(String(16), doc="The secret's first characters, to tell tokens apart.")
+    expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), doc="None: never expires.")
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    last_used_at: Mapped[datetime | None] = mapped_column(
+        DateTime(timezone=True), doc="Throttled: written at most once a minute per token (token_last_used_s)."
+    )
 
     user: Mapped[User] = relationship(back_populates="tokens")
 

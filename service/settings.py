@@ -32,7 +32,12 @@ class ServiceSettings(StudySettings):
     progress_interval_s: float = Field(2.0, gt=0, description="How often running studies' progress is read.")
     max_attempts: int = Field(3, ge=1, description="Driver launches of one study (the first plus resumes).")
     token_cache_s: float = Field(
-        5.0, ge=0, description="How long a token's owner is remembered; a deleted token works at most this long."
+        5.0,
+        ge=0,
+        description="How long a token's owner is remembered; a revoked or deleted token works at most this long.",
+    )
+    token_last_used_s: float = Field(
+        60.0, gt=0, description="Least seconds between two writes of a token's last-used time (one per request else)."
     )
     driver_nice: int = Field(
         10, ge=0, le=19, description="Niceness of local study drivers and their Ray workers (the API stays responsive)."

@@ -22,6 +22,7 @@ from starlette.concurrency import run_in_threadpool
 from service import auth
 from service.auth import Caller
 from service.errors import Unauthorized
+from service.models import utcnow
 from service.settings import ServiceSettings
 
 T = TypeVar("T")
@@ -72,13 +73,18 @@ async def current_user(
         raise Unauthorized("missing token: send 'Authorization: Bearer <token>' (mixup-studies token create)")
     secret = credentials.credentials
     cache: auth.TokenCache = request.app.state.tokens
-    known, caller = cache.get(secret)
+    known, state = cache.get(secret)
     if not known:
-        caller = await read(request, lambda connection: auth.authenticate(connection, secret))
-        cache.put(secret, caller)
-    if caller is None:
+        state = await read(request, lambda connection: auth.authenticate(connection, secret))
+        cache.put(secret, state)
+    if state is None:
         raise Unauthorized("invalid token")
-    return caller
+    # Checked on every request, cached or not: a token stops working the moment it expires.
+    if (refusal := state.refusal(utcnow())) is not None:
+        raise Unauthorized(refusal)
+    last_used: auth.LastUsed = request.app.state.last_used
+    last_used.touch(state.token_id)  # a dict lookup; the throttled write runs on its own thread
+    return state.caller
 
 
 UserDep = Annotated[Caller, Depends(current_user)]
