@@ -97,8 +97,11 @@ def create_token(
 
 
 def aware(moment: datetime | None) -> datetime | None:
-    # SQLite hands back naive datetimes; everything stored is UTC.
-    return moment.replace(tzinfo=UTC) if moment is not None and moment.tzinfo is None else moment
+    """``moment`` in UTC: SQLite hands back naive datetimes (everything stored is UTC), PostgreSQL ones in
+    the session's time zone, which need not be UTC (a 401 or ``token list`` labels its times UTC)."""
+    if moment is None:
+        return None
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
 @dataclass(frozen=True)

@@ -261,3 +261,25 @@ def test_a_revoked_bootstrap_admin_token_stays_revoked_across_restarts(settings:
             assert state is not None and state.refusal(utcnow()) is not None
     finally:
         engine.dispose()
+
+
+def test_times_are_utc_whatever_the_database_session_time_zone(database_url: str) -> None:
+    engine = make_engine(database_url)
+    try:
+        migrate(engine)
+        if engine.dialect.name == "postgresql":  # PostgreSQL hands timestamps back in the session's zone
+            with engine.begin() as connection:
+                connection.execute(text(f"ALTER DATABASE {engine.url.database} SET timezone TO 'Asia/Kolkata'"))
+            engine.dispose()  # new connections take the setting
+        expires_at = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
+        with session_factory(engine)() as session:
+            secret = auth.create_token(session, "grace", expires_at=expires_at)
+            session.commit()
+            (info,) = tokens.list_tokens(session)
+        with engine.connect() as connection:
+            state = auth.authenticate(connection, secret)
+        assert state is not None and state.expires_at == expires_at
+        assert state.refusal(utcnow()) == "token expired at 2026-01-01 12:00:00 UTC; ask an admin for a new one"
+        assert info.as_json(utcnow())["expires_at"] == "2026-01-01T12:00:00+00:00"
+    finally:
+        engine.dispose()
