@@ -109,7 +109,7 @@ def token_list(
 
 @token_app.command("revoke")
 def token_revoke(
-    token_id: Annotated[int | None, typer.Argument(metavar="[ID]", help="The token's id (token list).")] = None,
+    token_id: Annotated[int | None, typer.Argument(metavar="ID", help="The token's id (token list).")] = None,
     user: Annotated[str | None, typer.Option("--user", help="Revoke every token of this user.")] = None,
 ) -> None:
     """Revoke a token by id, or all of a user's; a running service refuses it within its token cache time."""

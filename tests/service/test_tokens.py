@@ -221,6 +221,9 @@ def test_cli_refuses_unknown_ids_and_bad_durations_with_exit_2(api: Api) -> None
     assert bad.returncode == 2
     assert "--expires-in" in bad.stderr
     assert "'30x'" in bad.stderr
+    nameless = cli(api.settings, "create", "--user", "")
+    assert nameless.returncode == 2  # was a traceback and exit 1
+    assert "--user: user name must be 1..100 characters, got ''" in nameless.stderr
     with session_factory(api.engine)() as session:
         assert tokens.list_tokens(session, "alice")  # and nothing was written for frank
         with pytest.raises(tokens.NotFound, match="no user called 'frank'"):
