@@ -15,23 +15,24 @@ from mixup_core.config import MixupConfig
 from studies.trainable import CHECKPOINT_FILE, load_checkpoint
 
 
-def _config() -> ExperimentConfig:
+def _config(optimizer: str = "sgd") -> ExperimentConfig:
     return ExperimentConfig(
         dataset=DataConfig(name="synthetic", synthetic=SyntheticConfig(num_train=64, num_test=32, num_classes=4)),
         model=ModelConfig(name="mlp"),
         mixup=MixupConfig(alpha=1.0),
-        training=TrainConfig(epochs=3, batch_size=16, optimizer="sgd", lr=0.1, device="cpu"),
+        training=TrainConfig(epochs=3, batch_size=16, optimizer=optimizer, lr=0.01, device="cpu"),
     )
 
 
-def test_a_trainers_state_round_trips(tmp_path: Path) -> None:
-    first = Trainer(_config())
+@pytest.mark.parametrize("optimizer", ["sgd", "adam"])
+def test_a_trainers_state_round_trips(tmp_path: Path, optimizer: str) -> None:
+    first = Trainer(_config(optimizer))
     epochs = first.epochs()
     next(epochs)
     torch.save(first.state_dict(), tmp_path / CHECKPOINT_FILE)
     rest = [m for m in epochs]
     first.close()
-    second = Trainer(_config())
+    second = Trainer(_config(optimizer))
     second.load_state_dict(load_checkpoint(tmp_path))
     assert second.epoch == 1
     resumed = list(second.epochs())
