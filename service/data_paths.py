@@ -6,7 +6,7 @@ an absolute path must already lie under it. What is stored (and what the driver,
 the trainer and mixup_core use as it is) is the absolute path with every symbolic
 link resolved, so the folder that was checked is the folder that is read.
 Refused with a 422 naming the field and the value: control characters (a NUL byte
-cannot name a file), ``~`` (it would be some user's home), ``..`` (a path under the
+cannot name a file) and lone surrogates, ``~`` (it would be some user's home), ``..`` (a path under the
 root never needs it), a path outside the root, one that leaves the root through a
 symbolic link, and the service's own folders (logs, stored specs, artifacts, Ray
 results) where the data root holds them.
@@ -18,7 +18,7 @@ from pathlib import Path
 
 from service.errors import BadSpec
 from service.settings import ServiceSettings
-from studies.data_location import FIELD, control_character, with_data_dir
+from studies.data_location import FIELD, bad_character, with_data_dir
 from studies.spec import StudySpec
 
 #: Longest data_dir accepted (Linux's PATH_MAX); longer ones cannot be opened anyway.
@@ -31,9 +31,9 @@ def _refuse(reason: str, raw: str) -> BadSpec:
 
 def _syntax_problem(raw: str, path: Path) -> str | None:
     """Why the text itself is refused, before the file system is asked anything."""
-    bad = control_character(raw)
+    bad = bad_character(raw)
     if bad is not None:
-        return f"must not contain control characters ({bad})"
+        return f"must not contain {bad}"
     if len(raw) > MAX_PATH_CHARS:
         return f"must be at most {MAX_PATH_CHARS} characters (it has {len(raw)})"
     if raw.startswith("~"):

@@ -20,11 +20,16 @@ from studies.spec import StudySpec
 FIELD = "dataset.data_dir"
 
 
-def control_character(text: str) -> str | None:
-    """The first control character of ``text`` as ``U+XXXX`` (NUL, newline, DEL, C1 ...), else None."""
+_UNUSABLE = {"Cc": "a control character", "Cs": "a lone surrogate"}
+
+
+def bad_character(text: str) -> str | None:
+    """What no path should hold, the first one found: a control character (NUL, newline, DEL, C1 ...),
+    or a lone surrogate (not text: it has no UTF-8 encoding); e.g. ``"a control character (U+0000)"``."""
     for char in text:
-        if unicodedata.category(char) == "Cc":
-            return f"U+{ord(char):04X}"
+        kind = _UNUSABLE.get(unicodedata.category(char))
+        if kind is not None:
+            return f"{kind} (U+{ord(char):04X})"
     return None
 
 
@@ -39,14 +44,14 @@ def place_data_dir(spec: StudySpec, data_root: Path) -> StudySpec:
     An absolute path is taken as it is (the service's stored specs hold one, and its driver is this CLI).
 
     Raises:
-        InvalidStudySpec: the path holds a control character (a NUL byte cannot name a file).
+        InvalidStudySpec: the path holds a control character (a NUL byte cannot name a file) or a lone surrogate.
     """
     data_dir = spec.dataset.data_dir
     if data_dir is None:
         return spec
-    bad = control_character(str(data_dir))
+    bad = bad_character(str(data_dir))
     if bad is not None:
-        raise InvalidStudySpec([(FIELD, f"must not contain control characters ({bad}), got {str(data_dir)!r}")])
+        raise InvalidStudySpec([(FIELD, f"must not contain {bad}, got {str(data_dir)!r}")])
     if data_dir.is_absolute():
         return spec
     path = data_dir.expanduser()
@@ -64,7 +69,7 @@ def require_absolute(spec: StudySpec, default_root: Path) -> StudySpec:
     if data_dir is None:
         return with_data_dir(spec, default_root.absolute())
     text = str(data_dir)
-    if not data_dir.is_absolute() or control_character(text) is not None:
+    if not data_dir.is_absolute() or bad_character(text) is not None:
         raise InvalidStudySpec([
             (FIELD, f"must be an absolute path without control characters when a study runs, got {text!r} "
                     "(the service and `mixup-studies run` place a relative path under the data root)"),

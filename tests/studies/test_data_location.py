@@ -36,7 +36,7 @@ def test_the_cli_reads_relative_paths_under_the_data_root(tmp_path: Path) -> Non
     assert place_data_dir(_spec("~/cifar"), root).dataset.data_dir == Path.home() / "cifar"
     assert place_data_dir(_spec("/srv/data"), root).dataset.data_dir == Path("/srv/data")
     assert place_data_dir(_spec(None), root).dataset.data_dir is None
-    with pytest.raises(InvalidStudySpec, match=r"dataset\.data_dir: must not contain control characters \(U\+0000\)"):
+    with pytest.raises(InvalidStudySpec, match=r"dataset\.data_dir: must not contain a control character \(U\+0000\)"):
         place_data_dir(_spec("a\x00b"), root)
 
 
@@ -78,7 +78,7 @@ def test_validate_refuses_a_nul_byte_with_exit_2(tmp_path: Path) -> None:
     )
     result = _cli(["validate", str(spec)], {"MIXUP_STUDIES_HOME": str(tmp_path / "home")}, tmp_path)
     assert result.returncode == 2, result.stdout + result.stderr
-    assert "dataset.data_dir: must not contain control characters (U+0000), got 'a\\x00b'" in result.stderr
+    assert "dataset.data_dir: must not contain a control character (U+0000), got 'a\\x00b'" in result.stderr
 
 
 def _write_mnist(folder: Path) -> None:
