@@ -58,7 +58,7 @@ def study_spec(args: argparse.Namespace, algorithm: str, sampler_seed: int = 0) 
 
     base = load_spec(preset_path("fashion_mnist_ablation")).model_dump(mode="json")
     base["name"] = f"search-efficiency-{algorithm}" + (f"-{sampler_seed}" if algorithm == "optuna" else "")
-    base["dataset"].update(train_subset=args.train_subset, data_dir=str(args.data_dir), download=False)
+    base["dataset"].update(train_subset=args.train_subset, data_dir=str(args.data_dir.absolute()), download=False)
     base["training"].update(epochs=args.epochs, device="cpu")
     base["evaluation"]["median_window"] = args.median_window
     space = base["search"]["space"]

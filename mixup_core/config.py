@@ -87,7 +87,11 @@ class DataConfig(_Config):
     name: str = Field(
         description="cifar10, cifar100, mnist, fashion_mnist, uci:<iris|wine|breast_cancer|digits>, synthetic."
     )
-    data_dir: Path | None = Field(None, description="Where the files are (or go); None: the default locations.")
+    data_dir: Path | None = Field(
+        None,
+        description="Where the files are (or go): an absolute path (a spec may give one relative to the data "
+        "root, MIXUP_STUDIES_DATA_DIR); None: the default location.",
+    )
     download: bool = Field(True, description="Download CIFAR/MNIST when missing and a network is there.")
     train_subset: int | None = Field(None, ge=1, description="Stratified subset of this many training samples.")
     label_noise: float = Field(0.0, ge=0, lt=1, description="Fraction of training labels replaced by a wrong one.")

@@ -16,6 +16,7 @@ from rich.console import Console
 from rich.live import Live
 from rich.markdown import Markdown
 
+from studies.data_location import place_data_dir
 from studies.errors import InvalidStudySpec, StudyNotFound
 from studies.live import ProgressView
 from studies.settings import StudySettings
@@ -53,7 +54,7 @@ def _spec_path(spec: str) -> Path:
 def _load(spec: str, settings: StudySettings) -> StudySpec:
     """The validated spec, or exit 2 after printing every problem."""
     try:
-        return load_spec(_spec_path(spec), settings.max_trials)
+        return place_data_dir(load_spec(_spec_path(spec), settings.max_trials), settings.resolved_data_dir)
     except InvalidStudySpec as error:
         err.print(f"[red]invalid study spec[/red] {spec}:")
         for field, message in error.errors:

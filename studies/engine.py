@@ -22,6 +22,7 @@ from mlflow.tracking import MlflowClient
 from ray import tune
 
 from studies import callbacks, interrupts, search, warm_workers
+from studies.data_location import require_absolute
 from studies.records import TrialRecord
 from studies.report import StudyReport, build_report, render_markdown, render_plot_png
 from studies.report_render import warm_up_plotting
@@ -76,11 +77,12 @@ def init_ray(settings: StudySettings) -> None:
 
 
 def resolve_spec(spec: StudySpec, settings: StudySettings) -> StudySpec:
-    """The spec as the trials see it: datasets under the configured data dir."""
-    if spec.dataset.data_dir is not None:
-        return spec
-    dataset = spec.dataset.model_copy(update={"data_dir": settings.resolved_data_dir})
-    return spec.model_copy(update={"dataset": dataset})
+    """The spec as the trials see it: an absolute data dir, the configured one when the spec names none.
+
+    Raises:
+        InvalidStudySpec: the spec's data dir is relative (see :mod:`studies.data_location`).
+    """
+    return require_absolute(spec, settings.resolved_data_dir)
 
 
 def _is_local_store(uri: str) -> bool:

@@ -48,7 +48,8 @@ class StudySettings(BaseSettings):
 
     @property
     def resolved_data_dir(self) -> Path:
-        return (self.data_dir or self.home_dir / "data").expanduser()
+        """The data root, absolute: trials run in other working directories (a Ray trial's session folder)."""
+        return (self.data_dir or self.home_dir / "data").expanduser().absolute()
 
     @property
     def resolved_results_uri(self) -> str:

@@ -52,6 +52,17 @@ def _use_assigned_threads() -> None:
         torch.set_num_threads(threads)
 
 
+def load_checkpoint(folder: Path) -> dict[str, Any]:
+    """A trial's saved :meth:`Trainer.state_dict`.
+
+    ``weights_only=True``: the state is tensors, numbers, strings, lists and dicts, and the
+    checkpoint sits in Tune's storage (possibly a shared folder); a full unpickle would run
+    whatever a file placed there names.
+    """
+    state: dict[str, Any] = torch.load(folder / CHECKPOINT_FILE, weights_only=True)
+    return state
+
+
 def run_trial(
     config: dict[str, Any],
     spec_json: str,
@@ -72,7 +83,7 @@ def run_trial(
     checkpoint = tune.get_checkpoint()
     if checkpoint is not None:
         with checkpoint.as_directory() as folder:
-            trainer.load_state_dict(torch.load(Path(folder) / CHECKPOINT_FILE, weights_only=False))
+            trainer.load_state_dict(load_checkpoint(Path(folder)))
     saved = time.monotonic()
     try:
         for metrics in trainer.epochs():

@@ -3,8 +3,10 @@
 ``<data_dir>/cifar-10-batches-py/{data_batch_1..5, test_batch}`` and
 ``<data_dir>/cifar-100-python/{train, test}``: pickles holding ``b"data"``
 (N, 3072) uint8 rows (1024 R, 1024 G, 1024 B, each row-major 32×32) and
-``b"labels"`` (CIFAR-10) or ``b"fine_labels"`` (CIFAR-100). They are read with
-``pickle`` directly, as torchvision does, so only load files you trust.
+``b"labels"`` (CIFAR-10) or ``b"fine_labels"`` (CIFAR-100). They are pickles, but
+read with :mod:`mixup_core.data.batch_pickle`, which builds only what the format
+holds and refuses a file that names anything else (``pickle.load``, as
+torchvision uses, would run whatever code the file names).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from mixup_core.data.batch_pickle import UnsafePickle, load_batch
 from mixup_core.data.fetch import torchvision_download
 from mixup_core.data.raw import RawData
 from mixup_core.errors import DatasetNotFound, InvalidConfig
@@ -72,16 +75,18 @@ def read_batch(path: Path, label_key: str) -> tuple[npt.NDArray[np.uint8], npt.N
         InvalidConfig: The file is not a readable CIFAR batch.
     """
     try:
-        with path.open("rb") as f:
-            batch = pickle.load(f, encoding="bytes")
-    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError) as exc:
+        batch = load_batch(path)
+    except UnsafePickle as exc:
+        raise InvalidConfig(f"dataset.data_dir: {str(path)!r} is not a CIFAR batch and was not loaded: {exc}") from exc
+    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, IndexError) as exc:
         raise InvalidConfig(
             f"dataset.data_dir: cannot unpickle {str(path)!r} ({exc}); the file may be corrupt"
         ) from exc
-    if not isinstance(batch, dict):
-        raise InvalidConfig(f"dataset.data_dir: {str(path)!r} is not a CIFAR batch (a {type(batch).__name__})")
     data = np.asarray(_get(batch, "data", path))
-    labels = np.asarray(_get(batch, label_key, path), dtype=np.int64)
+    try:
+        labels = np.asarray(_get(batch, label_key, path), dtype=np.int64)
+    except (ValueError, TypeError, OverflowError) as exc:
+        raise InvalidConfig(f"dataset.data_dir: {str(path)!r} holds labels that are not integers ({exc})") from exc
     if data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3 * 32 * 32 or len(labels) != len(data):
         raise InvalidConfig(
             f"dataset.data_dir: {str(path)!r} holds data {data.dtype} {data.shape} and {len(labels)} labels; "

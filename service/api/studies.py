@@ -11,8 +11,8 @@ from sqlalchemy import Connection
 
 from service import repository, schemas
 from service.api.deps import SessionDep, SettingsDep, UserDep, read
-from service.errors import BadSpec, NotFound
-from service.settings import ServiceSettings
+from service.data_paths import confine_data_dir
+from service.errors import NotFound
 from studies.report import StudyReport, build_report, render_markdown, render_plot_png
 from studies.spec import StudySpec
 
@@ -36,16 +36,6 @@ def _json(body: BaseModel) -> Response:
 StudyStatusQuery = Annotated[schemas.StudyStatus | None, Query(description="Only studies in this state.")]
 
 
-def check_allowed(spec: StudySpec, settings: ServiceSettings) -> None:
-    """Beyond the schema: datasets may only live under the configured data root."""
-    if spec.dataset.data_dir is None:
-        return
-    root = settings.resolved_data_dir.resolve()
-    wanted = (root / spec.dataset.data_dir).resolve()
-    if not wanted.is_relative_to(root):
-        raise BadSpec([("dataset.data_dir", f"must be inside the data root, got {str(spec.dataset.data_dir)!r}")])
-
-
 @router.post(
     "",
     status_code=201,
@@ -59,7 +49,7 @@ def check_allowed(spec: StudySpec, settings: ServiceSettings) -> None:
 )
 def submit_study(spec: StudySpec, session: SessionDep, user: UserDep, settings: SettingsDep) -> schemas.StudyDetail:
     """Queue a study (a StudySpec); it starts when a slot is free."""
-    check_allowed(spec, settings)
+    spec = confine_data_dir(spec, settings)
     study = repository.submit(session, user, spec, settings.max_queued_per_user)
     session.commit()
     view = repository.view_of(study, user.name)

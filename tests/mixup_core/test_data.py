@@ -145,7 +145,7 @@ def test_cifar_missing_without_download(tmp_path: Path) -> None:
 
 
 def test_cifar_failed_download_is_dataset_not_found(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import torchvision.datasets
+    import torchvision.datasets.utils
 
     seen: list[float | None] = []
 
@@ -153,7 +153,7 @@ def test_cifar_failed_download_is_dataset_not_found(tmp_path: Path, monkeypatch:
         seen.append(socket.getdefaulttimeout())  # the bounded timeout is in force here
         raise OSError("network unreachable")
 
-    monkeypatch.setattr(torchvision.datasets, "CIFAR10", offline)
+    monkeypatch.setattr(torchvision.datasets.utils, "download_and_extract_archive", offline)
     before = socket.getdefaulttimeout()
     with pytest.raises(DatasetNotFound, match="network unreachable"):
         load_dataset(DataConfig(name="cifar10", data_dir=tmp_path, download=True))
