@@ -25,7 +25,9 @@ TargetMode = Literal["mix", "closest"]
 
 
 class _Config(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # No float of a config may be inf or NaN (JSON's 1e400 parses as inf): a rate, a fraction or a
+    # noise level that is not a number is never meant, and it would fail deep inside training.
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class MixupConfig(_Config):

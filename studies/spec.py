@@ -49,7 +49,9 @@ KNOWN_METRICS = (
 
 
 class _Spec(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # No float of a config may be inf or NaN (JSON's 1e400 parses as inf): a budget, a resource or a
+    # noise level that is not a number is never meant.
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class Range(_Spec):
