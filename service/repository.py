@@ -63,9 +63,10 @@ def lock_owner(session: Session, owner: Principal) -> None:
     One statement for both databases: on PostgreSQL it takes the row lock (other submissions of this user
     wait, and READ COMMITTED lets their next statement see what this one inserted); on SQLite any write
     takes the database's write lock before it reads, so the count that follows cannot be stale.
-    ``SELECT ... FOR UPDATE`` would do on PostgreSQL only: SQLite ignores it.
+    ``SELECT ... FOR UPDATE`` would do on PostgreSQL only: SQLite ignores it. A column outside every key:
+    PostgreSQL then takes only FOR NO KEY UPDATE, which foreign-key checks (KEY SHARE) do not wait for.
     """
-    session.execute(update(User).where(User.id == owner.id).values(id=User.id))
+    session.execute(update(User).where(User.id == owner.id).values(is_admin=User.is_admin))
 
 
 def get(session: Session, user: Principal, study_id: str) -> Study:
