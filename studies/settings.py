@@ -37,7 +37,8 @@ class StudySettings(BaseSettings):
         ge=0,
         allow_inf_nan=False,
         description="On a Ray cluster the driver joins: how long it waits (and asks an autoscaler) for a node "
-        "that can hold one trial before it fails the study. A local Ray cannot grow: it is checked at once.",
+        "that can hold one trial before it fails the study (above a new node's start time where the cluster scales "
+        "from zero workers). A local Ray cannot grow: it is checked at once.",
     )
 
     @property
