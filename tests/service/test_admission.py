@@ -190,6 +190,27 @@ def test_numbers_that_are_not_finite_are_refused_by_the_schema(api: Api, text: s
     assert stored(api) == 0
 
 
+@pytest.mark.parametrize(
+    ("parts", "field"),
+    [
+        ({"search": {"algorithm": "optuna", "num_samples": 2, "seed": 2**32}}, "search.seed"),
+        ({"search": {"seeds": [0, 2**64]}}, "search.seeds.1"),
+        ({"training__seed": -1}, "training.seed"),
+        ({"dataset": {"name": "uci:iris", "split_seed": 2**40}}, "dataset.split_seed"),
+        ({"evaluation": {"ece": True, "ece_bins": 10**9}}, "evaluation.ece_bins"),
+    ],
+)
+def test_seeds_and_bins_the_trials_cannot_use_are_refused_by_the_schema(
+    api: Api, parts: dict[str, Any], field: str
+) -> None:
+    # Each was accepted, then failed every trial (torch.manual_seed overflows, Optuna takes 32-bit seeds) or
+    # allocated a tensor of ece_bins elements per evaluation.
+    status, body = post(api, spec_with(**parts))
+    assert status == 422, body
+    assert [".".join(e["loc"][1:]) for e in body["errors"]] == [field]
+    assert stored(api) == 0
+
+
 def test_the_cluster_limits_come_from_settings_or_the_local_ray() -> None:
     local = ServiceSettings(ray_num_cpus=3, max_trial_gpus=None)
     assert (capacity(local).cpus, capacity(local).gpus) == (3, visible_gpus())
