@@ -19,13 +19,19 @@ from mixup_core.errors import InvalidConfig
 
 LAYER_PATTERN = re.compile(r"^(input|layer[1-9]|feature_map|module:[A-Za-z_][\w.]*)$")
 
+#: Largest seed: Optuna's sampler and NumPy's legacy generator take 32-bit seeds, and torch.manual_seed overflows
+#: past 64 bits (the trainer adds offsets to the seed); one range for every seed of a config or a study.
+MAX_SEED = 2**32 - 1
+
 Pairing = Literal["random", "knn"]
 Scope = Literal["all", "same_class"]
 TargetMode = Literal["mix", "closest"]
 
 
 class _Config(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # No float of a config may be inf or NaN (JSON's 1e400 parses as inf): a rate, a fraction or a
+    # noise level that is not a number is never meant, and it would fail deep inside training.
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class MixupConfig(_Config):
@@ -97,7 +103,9 @@ class DataConfig(_Config):
     label_noise: float = Field(0.0, ge=0, lt=1, description="Fraction of training labels replaced by a wrong one.")
     validation_fraction: float = Field(0.0, ge=0, lt=1, description="Stratified share of train held out.")
     augment: bool | None = Field(None, description="Random crop (pad 4) + flip; None: on for CIFAR only.")
-    split_seed: int = Field(0, description="Seeds the subset, label noise, validation and UCI splits.")
+    split_seed: int = Field(
+        0, ge=0, le=MAX_SEED, description="Seeds the subset, label noise, validation and UCI splits."
+    )
     synthetic: SyntheticConfig | None = None
 
     @field_validator("name")
@@ -146,7 +154,9 @@ class TrainConfig(_Config):
     )
     milestones: tuple[float, ...] = Field((0.5, 0.75), description="Fractions of the epochs (paper: 100/150 of 200).")
     gamma: float = Field(0.1, gt=0, le=1)
-    seed: int = Field(0, description="Seeds initialisation, batch order, λ, partners and augmentation.")
+    seed: int = Field(
+        0, ge=0, le=MAX_SEED, description="Seeds initialisation, batch order, λ, partners and augmentation."
+    )
     device: str = Field("auto", description="auto (CUDA when present), cpu, cuda or cuda:N.")
     amp: bool = Field(True, description="bf16 autocast on CUDA; ignored on the CPU.")
     channels_last: bool = Field(True, description="channels_last memory format for image models.")
@@ -173,7 +183,7 @@ class EvalConfig(_Config):
     median_window: int = Field(10, ge=1, description="The paper's metric: median test error of the last N epochs.")
     batch_size: int = Field(1024, ge=1)
     ece: bool = Field(False, description="Expected calibration error on the test set.")
-    ece_bins: int = Field(15, ge=2)
+    ece_bins: int = Field(15, ge=2, le=1000, description="Confidence bins of the ECE (each a tensor element).")
     fgsm_epsilon: float | None = Field(
         None, gt=0, le=1, description="FGSM test error at this ε (pixel scale [0, 1]); None: off."
     )

@@ -44,6 +44,39 @@ class ServiceSettings(StudySettings):
     )
     driver_module: str = Field("studies.cli", description="Module run as `python -m MODULE run ...` (tests).")
 
+    # -- what one study may ask for (checked at submit by service.admission; a refusal names the setting) --
+    max_epochs: int = Field(1000, ge=1, description="Most training.epochs (the paper's recipes: 200).")
+    max_batch_size: int = Field(8192, ge=1, description="Most training.batch_size and evaluation.batch_size.")
+    max_samples: int = Field(
+        1_000_000, ge=1, description="Most dataset.train_subset and synthetic num_train / num_test."
+    )
+    max_classes: int = Field(1000, ge=2, description="Most synthetic num_classes.")
+    max_sample_values: int = Field(196_608, ge=1, description="Most values in one synthetic sample (3x256x256).")
+    max_dataset_values: int = Field(
+        200_000_000, ge=1, description="Most values in a synthetic dataset: (num_train + num_test) x sample values."
+    )
+    max_seeds: int = Field(100, ge=1, description="Most search.seeds.")
+    max_variants: int = Field(100, ge=1, description="Most search.variants.")
+    max_concurrent_trials: int = Field(64, ge=1, description="Most max_concurrent_trials a spec may ask for.")
+    max_time_budget_s: float = Field(
+        30 * 24 * 3600.0, gt=0, allow_inf_nan=False, description="Most time_budget_s (30 days)."
+    )
+    max_trial_cpus: float | None = Field(
+        None,
+        gt=0,
+        allow_inf_nan=False,
+        description="Most resources.cpu: the CPUs of the largest node. Default: the local Ray's "
+        "(MIXUP_STUDIES_RAY_NUM_CPUS or the machine's cores) with the local launcher and no Ray address; "
+        "else unchecked at submit (the driver still fails a study no node can hold).",
+    )
+    max_trial_gpus: float | None = Field(
+        None,
+        ge=0,
+        allow_inf_nan=False,
+        description="Most resources.gpu: the GPUs of the largest node. Default: the GPUs this machine's "
+        "local Ray would see, under the same conditions as max_trial_cpus.",
+    )
+
     @property
     def resolved_database_url(self) -> str:
         return self.database_url or f"sqlite:///{self.home_dir / 'service.db'}"

@@ -5,7 +5,7 @@ The package face holds what is light to import (no Ray). The driver itself is
 service must not pay.
 """
 
-from studies.errors import InvalidStudySpec, StudyError, StudyNotFound
+from studies.errors import InvalidStudySpec, StudyError, StudyNotFound, Unschedulable
 from studies.records import TrialRecord
 from studies.settings import StudySettings
 from studies.spec import StudySpec
@@ -18,6 +18,7 @@ __all__ = [
     "StudySettings",
     "StudySpec",
     "TrialRecord",
+    "Unschedulable",
     "load_spec",
     "parse_spec",
     "preset_path",

@@ -21,7 +21,7 @@ import ray
 from mlflow.tracking import MlflowClient
 from ray import tune
 
-from studies import callbacks, interrupts, search, warm_workers
+from studies import callbacks, interrupts, placement, search, warm_workers
 from studies.data_location import require_absolute
 from studies.records import TrialRecord
 from studies.report import StudyReport, build_report, render_markdown, render_plot_png
@@ -58,11 +58,16 @@ def new_study_id(spec: StudySpec) -> str:
     return f"{spec.name}-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}-{uuid.uuid4().hex[:6]}"
 
 
+def joins_cluster(settings: StudySettings) -> bool:
+    """Whether the driver joins a running Ray cluster (configured, or a Ray job's own) instead of starting one."""
+    return bool(settings.ray_address or os.environ.get("RAY_ADDRESS"))
+
+
 def init_ray(settings: StudySettings) -> None:
     """Join the configured cluster (or a Ray job's own, via RAY_ADDRESS), else start a local Ray."""
     if ray.is_initialized():
         return
-    if settings.ray_address or os.environ.get("RAY_ADDRESS"):
+    if joins_cluster(settings):
         ray.init(address=settings.ray_address, logging_level=logging.WARNING, log_to_driver=False)
         return
     temp_dir = str(settings.ray_temp_dir) if settings.ray_temp_dir else None
@@ -156,6 +161,8 @@ def run_study(
     logging.getLogger("ray.tune.analysis.experiment_analysis").setLevel(logging.ERROR)
     started = time.monotonic()
     init_ray(settings)
+    # Before anything is written: a trial no node can hold would wait forever, holding the service's slot.
+    placement.require_node_for(spec.resources, settings.node_wait_s if joins_cluster(settings) else 0.0)
     warm_workers.use_warm_workers_for_trials()
 
     uri = settings.resolved_tracking_uri

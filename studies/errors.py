@@ -15,5 +15,9 @@ class InvalidStudySpec(StudyError, ValueError):
         super().__init__("; ".join(f"{field}: {message}" if field else message for field, message in errors))
 
 
+class Unschedulable(InvalidStudySpec):
+    """No node of the Ray cluster can hold one trial's resources: the study could never run a trial."""
+
+
 class StudyNotFound(StudyError, LookupError):
     """No study (MLflow parent run / Tune experiment) with that id."""

@@ -32,6 +32,14 @@ class StudySettings(BaseSettings):
     max_trials: int = Field(1000, ge=1, description="Most trials one study may expand to.")
     ray_num_cpus: int | None = Field(None, ge=1, description="CPUs of a local Ray; default: all.")
     ray_temp_dir: Path | None = Field(None, description="Temp dir of a local Ray (tests use their own).")
+    node_wait_s: float = Field(
+        60.0,
+        ge=0,
+        allow_inf_nan=False,
+        description="On a Ray cluster the driver joins: how long it waits (and asks an autoscaler) for a node "
+        "that can hold one trial before it fails the study (above a new node's start time where the cluster scales "
+        "from zero workers). A local Ray cannot grow: it is checked at once.",
+    )
 
     @property
     def home_dir(self) -> Path:

@@ -17,7 +17,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from mixup_core import DataConfig, EvalConfig, MixupConfig, ModelConfig, TrainConfig, metrics
-from mixup_core.config import Pairing, Scope, TargetMode
+from mixup_core.config import MAX_SEED, Pairing, Scope, TargetMode
 
 #: Default cap on the trials one study may expand to (override through validation context "max_trials").
 DEFAULT_MAX_TRIALS = 1000
@@ -49,7 +49,9 @@ KNOWN_METRICS = (
 
 
 class _Spec(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # No float of a config may be inf or NaN (JSON's 1e400 parses as inf): a budget, a resource or a
+    # noise level that is not a number is never meant.
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class Range(_Spec):
@@ -113,10 +115,10 @@ class SearchConfig(_Spec):
 
     algorithm: Literal["grid", "random", "optuna"] = "grid"
     num_samples: int = Field(1, ge=1, description="random: configurations drawn; optuna: trials.")
-    seed: int = Field(0, description="Seeds random sampling and Optuna's TPE sampler.")
+    seed: int = Field(0, ge=0, le=MAX_SEED, description="Seeds random sampling and Optuna's TPE sampler.")
     space: SearchSpace = SearchSpace()
     variants: Annotated[list[Variant], Field(min_length=1)] | None = None
-    seeds: Annotated[list[int], Field(min_length=1)] = [0]
+    seeds: Annotated[list[Annotated[int, Field(ge=0, le=MAX_SEED)]], Field(min_length=1)] = [0]
 
     @field_validator("variants")
     @classmethod

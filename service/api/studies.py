@@ -9,7 +9,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from sqlalchemy import Connection
 
-from service import repository, schemas
+from service import admission, repository, schemas
 from service.api.deps import SessionDep, SettingsDep, UserDep, read
 from service.data_paths import confine_data_dir
 from service.errors import NotFound
@@ -22,7 +22,7 @@ ERRORS: dict[int | str, dict[str, Any]] = {
     for code, text in {
         401: "Missing or invalid token",
         404: "No such study (or not yours)",
-        422: "Invalid request; every invalid field is named",
+        422: "Invalid request; every invalid field is named (and the setting of a limit it is over)",
     }.items()
 }
 
@@ -50,6 +50,7 @@ StudyStatusQuery = Annotated[schemas.StudyStatus | None, Query(description="Only
 def submit_study(spec: StudySpec, session: SessionDep, user: UserDep, settings: SettingsDep) -> schemas.StudyDetail:
     """Queue a study (a StudySpec); it starts when a slot is free."""
     spec = confine_data_dir(spec, settings)
+    admission.admit(spec, settings)  # the service's limits (sizes, what a node can hold): 422 naming the setting
     study = repository.submit(session, user, spec, settings.max_queued_per_user)
     session.commit()
     view = repository.view_of(study, user.name)

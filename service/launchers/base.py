@@ -93,6 +93,8 @@ class Launcher(ABC):
             "MIXUP_STUDIES_TRACKING_URI": s.resolved_tracking_uri,
             "MIXUP_STUDIES_RESULTS_URI": s.resolved_results_uri,
             "MIXUP_STUDIES_DATA_DIR": str(s.resolved_data_dir),
+            # How long a driver joining a cluster waits for a node that can hold a trial (studies.placement).
+            "MIXUP_STUDIES_NODE_WAIT_S": str(s.node_wait_s),
         }
         optional = {
             "MIXUP_STUDIES_RAY_ADDRESS": s.ray_address,
