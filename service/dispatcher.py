@@ -69,7 +69,7 @@ def mlflow_store_ready(tracking_uri: str) -> bool:
 
 
 def _read_progress(tracking_uri: str, study_id: str, spec: Any) -> Any:
-    if not mlflow_store_ready(tracking_uri):  # the driver has not opened MLflow yet
+    if not mlflow_store_ready(tracking_uri):  # checked before MLflow's import (seconds) too
         return None
     from studies.progress import read_progress
 

@@ -91,3 +91,14 @@ def test_a_driver_that_cannot_open_its_store_exits_4_saying_why(tmp_path: Path) 
     last = done.stderr.strip().splitlines()[-1]
     assert last.startswith("driver error: FileExistsError") or last.startswith("driver error: NotADirectoryError"), last
     assert "Traceback (most recent call last)" in done.stderr  # the whole story stays in the driver's log
+
+
+def test_reading_a_study_from_a_store_not_created_yet_creates_nothing(tmp_path: Path) -> None:
+    # `mixup-studies report` (or any reader) on a fresh store would otherwise create it, racing a driver.
+    from studies.progress import read_progress
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    assert read_progress(uri, "some-study") is None
+    assert not (tmp_path / "mlflow.db").exists()
+    prepare_store(uri, tmp_path / "art")
+    assert read_progress(uri, "some-study") is None  # a complete store without the study: still None
