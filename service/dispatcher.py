@@ -28,13 +28,11 @@ import logging
 import os
 import pickle
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
 from collections.abc import Callable
-from contextlib import closing, suppress
-from pathlib import Path
+from contextlib import suppress
 from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
@@ -43,35 +41,35 @@ from service import repository
 from service.db import make_engine, session_factory
 from service.errors import LaunchError
 from service.launchers import make_launcher
-from service.launchers.base import EXIT_CANCELLED, EXIT_FAILED, EXIT_INVALID, EXIT_OK, DriverState, Launch, Launcher
+from service.launchers.base import (
+    DRIVER_ERROR,
+    EXIT_CANCELLED,
+    EXIT_FAILED,
+    EXIT_INVALID,
+    EXIT_OK,
+    DriverState,
+    Launch,
+    Launcher,
+)
 from service.models import CANCELLED, FAILED, SUCCEEDED, Study
 from service.settings import ServiceSettings
+from studies.store import store_ready
 
 log = logging.getLogger("service.dispatcher")  # also when run as __main__
 ProgressReader = Callable[[str, str, Any], Any]
 
 
 def mlflow_store_ready(tracking_uri: str) -> bool:
-    """Whether MLflow has finished creating a local SQLite store (other stores: always).
+    """Whether MLflow's local SQLite store is complete (other stores: always); see :func:`studies.store.store_ready`.
 
-    Opening a store that is not complete makes MLflow create its tables, racing the driver that is doing
-    the same (the loser's study fails). The file alone proves nothing: the driver creates it first, to set
-    WAL mode. MLflow's last step is inserting the default experiment, so that row marks a complete store.
+    ``serve`` creates the store before this process starts; the check stays for a store removed or
+    replaced while the service runs: a reader must never be the one that creates it.
     """
-    if not tracking_uri.startswith("sqlite:///"):
-        return True
-    path = Path(tracking_uri.removeprefix("sqlite:///")).resolve()
-    if not path.exists():
-        return False
-    try:
-        with closing(sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True)) as store:
-            return store.execute("SELECT 1 FROM experiments WHERE experiment_id = 0").fetchone() is not None
-    except sqlite3.Error:  # no such table yet, or locked by the migration
-        return False
+    return store_ready(tracking_uri)
 
 
 def _read_progress(tracking_uri: str, study_id: str, spec: Any) -> Any:
-    if not mlflow_store_ready(tracking_uri):  # the driver has not opened MLflow yet
+    if not mlflow_store_ready(tracking_uri):  # checked before MLflow's import (seconds) too
         return None
     from studies.progress import read_progress
 
@@ -168,7 +166,9 @@ class Dispatcher:
             code = {"succeeded": EXIT_OK, "failed": EXIT_FAILED, "cancelled": EXIT_CANCELLED}[driver_view]
         if code == EXIT_OK:
             repository.finish(study, SUCCEEDED, code)
-        elif code in (EXIT_FAILED, EXIT_INVALID):
+        elif code == EXIT_INVALID or (code == EXIT_FAILED and driver_view == "failed"):
+            # Exit code 1 is also Python's for any uncaught exception: "every trial failed" only when the
+            # driver recorded that outcome in MLflow; otherwise it died without one and is resumed below.
             tail = self.launcher.logs(study.id, study.handle or "", 2000).strip()
             repository.finish(study, FAILED, code, _failure(code, tail))
         elif study.cancel_requested:
@@ -179,13 +179,23 @@ class Dispatcher:
         self._forget(study.id) if study.status != "running" else None
 
     def _resume(self, study: Study, state: DriverState) -> None:
-        why = state.message or (f"exit code {state.exit_code}" if state.exit_code is not None else "driver gone")
+        why = self._why_ended(study, state)
         if study.attempts >= self.settings.max_attempts:
             repository.finish(study, FAILED, state.exit_code, f"driver ended {study.attempts} times ({why})")
             return
         log.warning("study %s: driver ended without an outcome (%s); resuming", study.id, why)
         self._claim(study)
         self._start(study)
+
+    def _why_ended(self, study: Study, state: DriverState) -> str:
+        """Why a driver ended without an outcome: the launcher's word, else its exit code and last error line."""
+        if state.message:
+            return state.message
+        if state.exit_code is None:
+            return "driver gone"
+        tail = self.launcher.logs(study.id, study.handle or "", 4000)
+        errors = [line.strip() for line in tail.splitlines() if line.startswith(DRIVER_ERROR)]
+        return f"exit code {state.exit_code}" + (f"; {errors[-1]}" if errors else "")
 
     def _refresh(self, study: Study, force: bool = False) -> Any:
         now = time.monotonic()

@@ -9,21 +9,16 @@ from __future__ import annotations
 
 import gc
 import logging
-import os
 import signal
-import socket
-import subprocess
-import sys
-from contextlib import suppress
 
 import uvicorn
 from rich.console import Console
 
-from service import auth, dispatcher
+from service import auth, dispatcher, mlflow_ui
 from service.api import create_app
 from service.db import make_engine, migrate, session_factory
-from service.launchers.base import clean_environ
 from service.settings import ServiceSettings
+from studies.store import prepare_store
 
 log = logging.getLogger(__name__)
 console = Console(stderr=True)
@@ -43,41 +38,6 @@ def bootstrap_admin(settings: ServiceSettings, sessions: object) -> str | None:
         return token
 
 
-def _port_free(host: str, port: int) -> bool:
-    with socket.socket() as sock:
-        return sock.connect_ex((host, port)) != 0
-
-
-def start_mlflow_ui(settings: ServiceSettings, host: str) -> subprocess.Popen[bytes] | None:
-    """The MLflow UI over the local store, beside the API (local launcher only)."""
-    port = settings.mlflow_ui_port
-    remote_store = settings.resolved_tracking_uri.startswith(("http://", "https://"))
-    if settings.launcher != "local" or port == 0 or remote_store:
-        return None
-    if not _port_free(host, port):
-        console.print(f"[yellow]port {port} is busy; not starting the MLflow UI[/yellow]")
-        return None
-    settings.logs_dir.mkdir(parents=True, exist_ok=True)
-    settings.artifact_root.mkdir(parents=True, exist_ok=True)
-    args = [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", settings.resolved_tracking_uri,
-            "--host", host, "--port", str(port), "--workers", "1"]  # fmt: skip
-    with open(settings.logs_dir / "mlflow-ui.log", "ab") as out:
-        return subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, env=clean_environ(),
-                                start_new_session=True)  # fmt: skip
-
-
-def _stop(proc: subprocess.Popen[bytes] | None) -> None:
-    if proc is None or proc.poll() is not None:
-        return
-    with suppress(ProcessLookupError):
-        os.killpg(proc.pid, signal.SIGTERM)
-    try:
-        proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        with suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
-
-
 def _exit_cleanly(_signum: int, _frame: object) -> None:
     raise SystemExit(0)
 
@@ -91,7 +51,9 @@ def serve(host: str = "127.0.0.1", port: int = 8000, settings: ServiceSettings |
     migrate(engine)
     sessions = session_factory(engine)
     token = bootstrap_admin(settings, sessions)
-    ui = start_mlflow_ui(settings, host)
+    # Before anything opens it (the UI, the dispatcher's progress reads, the drivers): created once, here.
+    prepare_store(settings.resolved_tracking_uri, settings.artifact_root)
+    ui = mlflow_ui.start(settings, host)
     if ui is not None and settings.mlflow_ui_url is None:
         settings.mlflow_ui_url = f"http://{host}:{settings.mlflow_ui_port}"
     app = create_app(settings, engine)
@@ -116,5 +78,5 @@ def serve(host: str = "127.0.0.1", port: int = 8000, settings: ServiceSettings |
         uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False, http="httptools", loop="uvloop")
     finally:
         dispatcher.stop_process(dispatching)
-        _stop(ui)
+        mlflow_ui.stop(settings, ui)
         engine.dispose()

@@ -2,12 +2,15 @@
 
 Exit codes (scripts and the service's launchers rely on them):
 0 the study succeeded · 1 it failed (every trial failed) · 2 invalid spec or
-usage · 3 cancelled (SIGINT/SIGTERM; rerun with ``--study-id ID --resume``).
+usage · 3 cancelled (SIGINT/SIGTERM; rerun with ``--study-id ID --resume``) ·
+4 the driver itself failed (MLflow, Ray or the file system raised; the study has
+no outcome: rerun with ``--study-id ID --resume``).
 """
 
 from __future__ import annotations
 
 import sys
+import traceback
 from pathlib import Path
 from typing import Annotated
 
@@ -24,7 +27,8 @@ from studies.space import trial_count
 from studies.spec import StudySpec
 from studies.specfile import load_spec, preset_path
 
-EXIT_OK, EXIT_FAILED, EXIT_INVALID, EXIT_CANCELLED = 0, 1, 2, 3
+EXIT_OK, EXIT_FAILED, EXIT_INVALID, EXIT_CANCELLED, EXIT_ERROR = 0, 1, 2, 3, 4
+DRIVER_ERROR = "driver error: "  # the last line of a driver that ended with EXIT_ERROR; the service shows it
 EXIT_CODES = {"succeeded": EXIT_OK, "failed": EXIT_FAILED, "cancelled": EXIT_CANCELLED}
 
 app = typer.Typer(help="Run MixUp hyperparameter studies (Zhang et al., ICLR 2018).", no_args_is_help=True)
@@ -88,8 +92,6 @@ def run(
     quiet: Annotated[bool, typer.Option(help="No live display; just the final report.")] = False,
 ) -> None:
     """Run a study on Ray Tune, log it to MLflow and print the paper-style report."""
-    from studies.engine import run_study  # imports Ray: only for the command that needs it
-
     if resume and not study_id:
         err.print("--resume needs --study-id: the id of the study to continue")
         raise typer.Exit(EXIT_INVALID)
@@ -106,6 +108,8 @@ def run(
     try:
         if live is not None:
             live.start()
+        from studies.engine import run_study  # imports Ray: only for the command that needs it
+
         outcome = run_study(
             study, study_id=study_id, user=user, settings=settings, resume=resume, on_progress=on_progress
         )
@@ -115,6 +119,13 @@ def run(
     except KeyboardInterrupt:
         err.print("cancelled before the study started")
         raise typer.Exit(EXIT_CANCELLED) from None
+    except Exception as error:
+        # Not the study's outcome (Python's own exit code for this, 1, would read as "every trial failed"):
+        # the traceback for the log, then one line that says what broke.
+        traceback.print_exc()
+        message = " ".join(f"{type(error).__name__}: {error}".split())[:1000]
+        print(f"{DRIVER_ERROR}{message}", file=sys.stderr, flush=True)
+        raise typer.Exit(EXIT_ERROR) from None
     finally:
         if live is not None:
             live.stop()

@@ -28,6 +28,7 @@ from studies.report import StudyReport, build_report, render_markdown, render_pl
 from studies.report_render import warm_up_plotting
 from studies.settings import StudySettings
 from studies.spec import StudySpec
+from studies.store import prepare_store
 from studies.tracking import StudyRun, finish_study, open_study, prune_orphan_trials, use_wal
 from studies.trainable import run_trial
 from studies.trial_log import TrialLogWriter
@@ -160,12 +161,15 @@ def run_study(
     # ...so the result table Tune builds at the end has no files to read: that is expected, not a warning.
     logging.getLogger("ray.tune.analysis.experiment_analysis").setLevel(logging.ERROR)
     started = time.monotonic()
+    uri = settings.resolved_tracking_uri
+    # Created once, under a lock, whoever else opens it now (another driver, serve, its MLflow UI); and
+    # before Ray starts, so a store that cannot be opened fails the driver in a second, not after Ray's start.
+    prepare_store(uri, settings.artifact_root)
     init_ray(settings)
     # Before anything is written: a trial no node can hold would wait forever, holding the service's slot.
     placement.require_node_for(spec.resources, settings.node_wait_s if joins_cluster(settings) else 0.0)
     warm_workers.use_warm_workers_for_trials()
 
-    uri = settings.resolved_tracking_uri
     use_wal(uri)
     client = MlflowClient(uri)
     study = open_study(client, spec, study_id, user, settings.artifact_root if _is_local_store(uri) else None)

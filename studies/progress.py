@@ -21,6 +21,7 @@ from mixup_core import metrics as M
 from studies.errors import StudyNotFound
 from studies.records import TrialRecord, TrialStatus
 from studies.spec import SEED, StudySpec
+from studies.store import store_ready
 from studies.tracking import ERROR_TAG, PARENT_TAG, STATUS_TAG, STUDY_ID_TAG, TRIAL_ID_TAG, default_experiment_name
 
 _TRIAL_STATUSES: tuple[TrialStatus, ...] = ("pending", "running", "finished", "stopped", "failed")
@@ -100,6 +101,10 @@ def read_progress(tracking_uri: str, study_id: str, spec: StudySpec | None = Non
         study_id: the study.
         spec: the study's spec when the caller has it (finds the experiment directly and skips loading it).
     """
+    if not store_ready(tracking_uri):
+        # A reader must not be what creates a local store (MLflow does on first open): it would race a
+        # driver creating it. Not there yet, or still being created: no driver has opened the study.
+        return None
     client = MlflowClient(tracking_uri)
     experiment_ids = _experiment_ids(client, study_id, spec)
     if not experiment_ids:

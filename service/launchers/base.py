@@ -4,7 +4,8 @@ A driver is addressed by an opaque *handle* string that the dispatcher stores
 in the database, so a restarted service can find it again. Every driver runs
 with ``--resume``: it starts the study when nothing was saved, and continues
 it (``Tuner.restore``) when an earlier driver of the same study died.
-Exit codes are the driver's: 0 succeeded, 1 failed, 2 invalid, 3 cancelled.
+Exit codes are the driver's: 0 succeeded, 1 failed, 2 invalid, 3 cancelled, 4 the driver itself failed
+(no outcome: the dispatcher resumes it, as it does a driver that was killed).
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ from typing import Any, Literal
 
 from service.settings import ServiceSettings
 
-EXIT_OK, EXIT_FAILED, EXIT_INVALID, EXIT_CANCELLED = 0, 1, 2, 3
+EXIT_OK, EXIT_FAILED, EXIT_INVALID, EXIT_CANCELLED, EXIT_ERROR = 0, 1, 2, 3, 4  # as studies.cli defines them
+DRIVER_ERROR = "driver error: "  # how studies.cli starts the last line of a driver that exits with EXIT_ERROR
 #: Environment a driver must not inherit from the service (secrets, service-only settings).
 PRIVATE_ENV = ("MIXUP_STUDIES_ADMIN_TOKEN", "MIXUP_STUDIES_DATABASE_URL", "MIXUP_STUDIES_TOKEN")
 

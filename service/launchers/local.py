@@ -6,6 +6,12 @@ it by PID. A handle is
 ``"<pid>:<start time>"``; the start time (from ``/proc``) guards against a
 recycled PID. The handle is also written to a pid file before the launch is
 recorded, so a crash in between cannot start the study twice.
+
+A driver's local Ray starts its processes in the driver's process group; when the driver is killed, most
+of them die with it (Ray ties them to it), but Ray's dashboard and runtime-env agents lingered for about
+70 s. So each driver is started with a marker in its environment (``MIXUP_STUDIES_LAUNCH=<study>.attempt<n>``,
+inherited by every process of its Ray) and, when :meth:`LocalLauncher.poll` finds the driver gone, what is
+left of its group that carries the marker is killed by PID.
 """
 
 from __future__ import annotations
@@ -19,19 +25,10 @@ from pathlib import Path
 
 from service.errors import LaunchError
 from service.launchers.base import DriverState, Launch, Launcher, clean_environ, spec_text
+from service.processes import MARKER_ENV, end_members, group_members, process_start_time
 from service.settings import ServiceSettings
 
-
-def process_start_time(pid: int) -> str | None:
-    """The process's start time in clock ticks since boot, or None when it is gone or a zombie."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except (FileNotFoundError, ProcessLookupError, PermissionError):
-        return None
-    fields = stat.rsplit(")", 1)[1].split()
-    if fields[0] in ("Z", "X"):
-        return None
-    return fields[19]  # field 22 of /proc/PID/stat; fields[0] is field 3
+__all__ = ["LocalLauncher", "process_start_time"]
 
 
 class LocalLauncher(Launcher):
@@ -54,7 +51,7 @@ class LocalLauncher(Launcher):
         for folder in (spec_path.parent, log_path.parent, pid_path.parent):
             folder.mkdir(parents=True, exist_ok=True)
         spec_path.write_text(spec_text(launch.spec))
-        env = {**clean_environ(), **self.driver_env()}
+        env = {**clean_environ(), **self.driver_env(), MARKER_ENV: pid_path.stem}
         try:
             with open(log_path, "ab") as log:
                 log.write(f"=== attempt {launch.attempt}\n".encode())
@@ -105,9 +102,26 @@ class LocalLauncher(Launcher):
             if code is None:
                 return DriverState("running")
             del self._children[pid]
+            self._end_leftovers(handle)
             # A negative code is death by a signal: not an outcome the driver chose.
             return DriverState("exited", code) if code >= 0 else DriverState("lost", None, f"killed by signal {-code}")
-        return DriverState("running") if self._alive(handle) else DriverState("lost")
+        if self._alive(handle):
+            return DriverState("running")
+        self._end_leftovers(handle)
+        return DriverState("lost")
+
+    def _end_leftovers(self, handle: str) -> list[int]:
+        """Kill what is left of a driver that has ended (its Ray's agents, after a SIGKILL); their PIDs.
+
+        Only processes of the driver's group that carry its launch's marker: the group id alone could by
+        now name a later group. The marker is the name of the pid file that holds this handle.
+        """
+        pid, _ = self._parse(handle)
+        marker = next((f.stem for f in (self.settings.home_dir / "drivers").glob("*.pid") if _holds(f, handle)), None)
+        left = group_members(pid, marker) if marker is not None else []
+        if left:
+            end_members(left, grace_s=0)  # the driver is gone: nothing left of its session has work to save
+        return left
 
     def stop(self, handle: str) -> None:
         pid, _ = self._parse(handle)
@@ -122,3 +136,9 @@ class LocalLauncher(Launcher):
             return path.read_text(errors="replace")[-tail:]
         except FileNotFoundError:
             return ""
+
+
+def _holds(pid_file: Path, handle: str) -> bool:
+    with suppress(OSError):
+        return pid_file.read_text().strip() == handle
+    return False

@@ -175,3 +175,27 @@ def test_progress_is_not_read_from_an_mlflow_store_still_being_created(tmp_path:
     MlflowClient(uri).search_experiments()  # the driver's MLflow creates the store
     assert mlflow_store_ready(uri)
     assert _read_progress(uri, "some-study", None) is None  # a complete store, but no such study yet
+
+
+def test_a_driver_that_breaks_before_an_outcome_is_resumed_not_failed(
+    fake_settings: ServiceSettings, engine: Engine
+) -> None:
+    # Exit 4 is the driver's own failure (MLflow, Ray, ...); exit 1 with no outcome in MLflow is Python's
+    # uncaught exception. Neither means "every trial failed": both are resumed, counting attempts.
+    errored = submit(engine, "exit_first=4 sleep=0.2 exit=0")
+    crashed = submit(engine, "raise_first=1 sleep=0.2 exit=0")
+    dispatcher = make_dispatcher(fake_settings.model_copy(update={"max_running_studies": 2}), engine)
+    run_until(dispatcher, lambda: all(row(engine, i).status not in ("queued", "running") for i in (errored, crashed)))
+    for study_id in (errored, crashed):
+        study = row(engine, study_id)
+        assert (study.status, study.attempts, study.error) == ("succeeded", 2, None), study_id
+        assert len(starts(fake_settings, study_id)) == 2
+
+
+def test_a_driver_that_keeps_breaking_fails_saying_what_broke(fake_settings: ServiceSettings, engine: Engine) -> None:
+    study_id = submit(engine, "sleep=0.1 exit=4")
+    dispatcher = make_dispatcher(fake_settings, engine)
+    run_until(dispatcher, lambda: row(engine, study_id).status == "failed")
+    study = row(engine, study_id)
+    assert (study.attempts, study.exit_code) == (3, 4)
+    assert study.error == "driver ended 3 times (exit code 4; driver error: RuntimeError: fake driver attempt 3 broke)"

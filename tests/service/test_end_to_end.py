@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -25,6 +26,7 @@ from mlflow.tracking import MlflowClient
 
 from service.settings import ServiceSettings
 from studies.specfile import preset_path
+from studies.store import store_ready
 from studies.tracking import PARENT_TAG, STUDY_ID_TAG, TRIAL_ID_TAG
 from tests.support.processes import Proc, free_port, start_process, stop_process, wait_for_http, wait_until
 
@@ -223,3 +225,29 @@ def test_killing_the_service_mid_study_loses_and_repeats_nothing(service: Servic
     assert log.count("=== attempt") == 1
     # Tune's experiment state (what a resume would restore) is where the service tells drivers to keep it.
     assert (Path(service.settings().experiment_path(study_id)) / "tuner.pkl").exists()
+
+
+def test_two_studies_starting_at_once_on_a_fresh_home_both_succeed(service: Service) -> None:
+    # Two drivers at once used to both create the fresh MLflow store; one study then failed ("every trial failed").
+    service.env["MIXUP_STUDIES_MAX_RUNNING_STUDIES"] = "2"
+    service.start()
+    store = f"sqlite:///{service.home / 'mlflow.db'}"
+    assert store_ready(store)  # serve created it before anything else could open it
+    spec = {
+        "dataset": {"name": "uci:iris"}, "model": {"name": "mlp"},
+        "training": {"epochs": 2, "batch_size": 16, "optimizer": "adam", "lr": 0.01},
+        "search": {"space": {"alpha": [0.0, 1.0]}}, "resources": {"cpu": 1},
+    }  # fmt: skip
+    with service.client() as client:
+        ids = [client.post("/api/v1/studies", json={**spec, "name": name}).json()["id"] for name in ("one", "two")]
+
+    def both_running() -> bool:
+        with service.client() as client:
+            return all(client.get(f"/api/v1/studies/{i}").json()["status"] == "running" for i in ids)
+
+    wait_until(both_running, 60, 0.5, "both studies to run at once")
+    ended = [wait_status(service, i, {"succeeded", "failed", "cancelled"}, 400) for i in ids]
+    assert [(s["status"], s["attempts"], s["error"]) for s in ended] == [("succeeded", 1, None)] * 2
+    assert all(s["trial_counts"]["finished"] + s["trial_counts"]["stopped"] == 2 for s in ended), ended
+    with sqlite3.connect(service.home / "mlflow.db") as db:
+        assert len(db.execute("SELECT version_num FROM alembic_version").fetchall()) == 1

@@ -6,8 +6,11 @@ training), so the suite tests the launchers themselves; the end-to-end test runs
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import signal
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -128,3 +131,47 @@ def test_local_drivers_run_niced_so_the_api_keeps_its_cores(tmp_path: Path, monk
     assert os.getsid(pid) == os.getsid(0)
     assert os.getpgid(pid) == pid != os.getpgid(0)
     assert wait_ended(launcher, handle).exit_code == 0
+
+
+def ray_session_of(driver_pid: int) -> list[tuple[int, str]]:
+    """``(pid, command line)`` of the live processes in a driver's process group (where its local Ray runs)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            stat = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except (OSError, IndexError):
+            continue
+        if stat[0] not in ("Z", "X") and int(stat[2]) == driver_pid:
+            found.append((int(entry.name), cmdline))
+    return found
+
+
+def test_a_killed_drivers_ray_processes_end_within_seconds(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A real driver with its local Ray; kill -9 it. Ray's dashboard and runtime-env agents used to stay ~70 s.
+    monkeypatch.setenv("PYTHONPATH", str(REPO))
+    monkeypatch.setenv("RAY_USAGE_STATS_ENABLED", "0")
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    settings = ServiceSettings(
+        home=tmp_path / "home", results_uri=str(tmp_path / "results"), tracking_uri=f"sqlite:///{tmp_path / 'ml.db'}",
+        ray_num_cpus=2, ray_temp_dir=Path(tempfile.mkdtemp(prefix="r", dir="/tmp")),
+    )  # fmt: skip
+    launcher = make_launcher(settings)
+    spec = {
+        "name": "killed", "dataset": {"name": "uci:iris"}, "model": {"name": "mlp"},
+        "training": {"epochs": 500, "batch_size": 16}, "search": {"space": {"alpha": [0.0, 1.0]}},
+        "resources": {"cpu": 1},
+    }  # fmt: skip
+    handle = launcher.launch(Launch(study_id="killed-1", spec=spec, user="alice", attempt=1))
+    pid = int(handle.split(":")[0])
+    try:
+        agents = ("ray::DashboardAgent", "ray::RuntimeEnvAgent")
+        wait_until(lambda: all(any(a in c for _, c in ray_session_of(pid)) for a in agents), 180, 0.5, "Ray's agents")
+        os.kill(pid, signal.SIGKILL)
+        state = wait_until(lambda: (s := launcher.poll(handle)).state != "running" and s, 10, 0.1, "the driver's end")
+        assert state.state == "lost"
+        wait_until(lambda: not ray_session_of(pid), 5, 0.2, "no process of the driver's Ray left")
+    finally:
+        for left, _ in ray_session_of(pid):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(left, signal.SIGKILL)

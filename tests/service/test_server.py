@@ -117,3 +117,78 @@ def test_killing_serve_kills_its_dispatcher(served: Served) -> None:
     serve.popen.send_signal(signal.SIGKILL)  # serve only, not its group: nothing else stops the dispatcher
     serve.popen.wait(10)
     wait_until(lambda: not pid_alive(dispatcher), 10, 0.1, "the orphaned dispatcher to die")
+
+
+def ui_groups(home: Path) -> set[int]:
+    """Process groups of live MLflow UIs over this home's store (``mlflow server`` and its uvicorn child)."""
+    groups = set()
+    for entry in Path("/proc").iterdir():
+        try:
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            stat = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if "mlflow server" in cmdline and str(home) in cmdline and stat[0] not in ("Z", "X"):
+            groups.add(int(stat[2]))
+    return groups
+
+
+def end_groups(groups: set[int]) -> None:
+    for group in groups:  # each UI leads its own session: its group id is the PID serve started it with
+        stop_process(group, grace_s=10)
+
+
+def test_a_restarted_serve_replaces_the_mlflow_ui_a_killed_serve_left(tmp_path: Path) -> None:
+    from mlflow.tracking import MlflowClient
+
+    from studies.spec import StudySpec
+    from studies.tracking import open_study
+
+    home, ui_port, port = tmp_path / "home", free_port(), free_port()
+    env = {
+        **os.environ, "MIXUP_STUDIES_HOME": str(home), "MIXUP_STUDIES_ADMIN_TOKEN": TOKEN,
+        "MIXUP_STUDIES_MLFLOW_UI_PORT": str(ui_port), "MIXUP_STUDIES_POLL_INTERVAL_S": "0.2",
+        "MIXUP_STUDIES_DRIVER_MODULE": "tests.support.fake_driver", "PYTHONPATH": str(REPO),
+    }  # fmt: skip
+    env.pop("MIXUP_STUDIES_MLFLOW_UI_URL", None)
+    url, ui = f"http://127.0.0.1:{port}", f"http://127.0.0.1:{ui_port}"
+
+    def start() -> Proc:
+        serve = start_process([sys.executable, "-m", "service.cli", "serve", "--port", str(port)], home / "serve.log",
+                              env=env, cwd=REPO, name="serve")  # fmt: skip
+        wait_for_http(f"{url}/healthz", 120, serve)
+        wait_for_http(f"{ui}/health", 180, serve, ok=lambda r: r.status_code == 200)
+        return serve
+
+    first_groups: set[int] = set()
+    serve: Proc | None = None
+    try:
+        serve = start()
+        first_groups = ui_groups(home)
+        assert len(first_groups) == 1
+        serve.popen.send_signal(signal.SIGKILL)  # serve only: its UI runs in a session of its own
+        serve.popen.wait(10)
+        assert ui_groups(home) == first_groups  # what the next serve meets: the old UI, holding the port
+        serve = start()
+        groups = ui_groups(home)
+        assert len(groups) == 1 and groups != first_groups, (groups, first_groups)  # replaced, not doubled
+        with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=30) as client:
+            study_id = submit(client, "sleep=600")
+            spec = StudySpec.model_validate({**TINY_SPEC, "description": "sleep=600"})
+            # What a real driver does first; the dispatcher then reads the study's MLflow ids for the links.
+            open_study(MlflowClient(f"sqlite:///{home / 'mlflow.db'}"), spec, study_id, "admin", home / "mlartifacts")
+            shown = wait_until(
+                lambda: (s := status_of(client, study_id))["mlflow"]["experiment_url"] and s, 60, 0.2, "MLflow links"
+            )
+        assert shown["mlflow"]["experiment_url"] == f"{ui}/#/experiments/{shown['mlflow']['experiment_id']}"
+        assert shown["mlflow"]["run_url"].startswith(f"{ui}/#/experiments/")
+        assert httpx.get(f"{ui}/health", timeout=5).status_code == 200
+        serve.popen.send_signal(signal.SIGTERM)  # a graceful stop takes its UI with it
+        assert serve.popen.wait(60) == 0
+        wait_until(lambda: not ui_groups(home), 15, 0.2, "the UI to stop with serve")
+    finally:
+        if serve is not None:
+            stop_process(serve, grace_s=15)
+        end_groups(ui_groups(home) | first_groups)
+        for pid in drivers(home):
+            stop_process(pid, grace_s=15, sig=signal.SIGINT)

@@ -1,7 +1,8 @@
 """A stand-in study driver with ``mixup-studies run``'s command line and exit codes, for launcher tests.
 
 It does not train anything: it follows directives in the spec's ``description``
-(``sleep=SECONDS exit=CODE die_first=1``), appends one line per start to
+(``sleep=SECONDS exit=CODE die_first=1 exit_first=CODE raise_first=1``; the ``*_first``
+ones act on the first attempt only: killed, an exit code, an uncaught exception), appends one line per start to
 ``<results>/<study id>/starts.txt``, writes ``progress.json`` (the driver's view,
 as MLflow would have it) and exits 3 on SIGINT/SIGTERM, as the real driver does.
 Run it through a launcher with ``MIXUP_STUDIES_DRIVER_MODULE=tests.support.fake_driver``.
@@ -51,6 +52,16 @@ def main() -> None:
     signal.signal(signal.SIGTERM, stopped)
     write("running")
     print(f"fake driver: study {args.study_id} attempt {attempt} started", flush=True)
+
+    def broke(code: int) -> None:
+        if code == 4:  # as studies.cli ends a driver that raised
+            print(f"driver error: RuntimeError: fake driver attempt {attempt} broke", file=sys.stderr, flush=True)
+        sys.exit(code)
+
+    if attempt == 1 and "exit_first" in directives:
+        broke(int(directives["exit_first"]))
+    if attempt == 1 and directives.get("raise_first") == "1":  # Python's own exit code 1, no outcome written
+        raise RuntimeError("fake driver: an uncaught exception before any trial")
     if directives.get("die_first") == "1" and attempt == 1:
         time.sleep(float(directives.get("die_after", "0.5")))
         os.kill(os.getpid(), signal.SIGKILL)
@@ -58,7 +69,7 @@ def main() -> None:
     code = int(directives.get("exit", "0"))
     write({0: "succeeded", 1: "failed", 3: "cancelled"}.get(code, "running"))
     print(f"fake driver: done with exit code {code}", flush=True)
-    sys.exit(code)
+    broke(code)
 
 
 if __name__ == "__main__":
