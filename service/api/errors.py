@@ -9,8 +9,9 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from service.api.limits import BodyTooLarge
+from service.api.limits import BodyTooLarge, _problem
 from service.errors import BadSpec, Conflict, LaunchError, NotFound, QuotaExceeded, ServiceError, Unauthorized
 from studies.errors import InvalidStudySpec
 
@@ -84,7 +85,35 @@ def install(app: FastAPI) -> None:
             return JSONResponse({"detail": "body is not valid JSON (could not be decoded)"}, status_code=422)
         return JSONResponse({"detail": str(error.detail)}, status_code=error.status_code, headers=error.headers)
 
-    @app.exception_handler(Exception)
-    async def _unexpected(request: Request, error: Exception) -> JSONResponse:
-        log.exception("unhandled error on %s %s", request.method, request.url.path)
-        return JSONResponse({"detail": "internal error; see the service log"}, status_code=500)
+
+class ContainUnexpected:
+    """Outermost middleware: an unexpected exception becomes a JSON 500 and the connection stays usable.
+
+    Starlette's own last resort (``ServerErrorMiddleware``, where an ``Exception`` handler would go) sends
+    its 500 and then re-raises; uvicorn reads an exception after a started response as a broken response
+    and closes the connection, so the client's next request on that keep-alive connection was reset.
+    Here the exception ends with the 500. Only when part of a response already went out is it re-raised:
+    closing the connection is then the one honest way to end it.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def watched(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, watched)
+        except Exception:
+            if started:
+                raise
+            log.exception("unhandled error on %s %s", scope.get("method"), scope.get("path"))
+            await _problem(send, 500, "internal error; see the service log")
