@@ -15,6 +15,7 @@ import typer
 from rich.console import Console
 from rich.live import Live
 from rich.markdown import Markdown
+from rich.markup import escape
 
 from studies.errors import InvalidStudySpec, StudyNotFound
 from studies.live import ProgressView
@@ -55,9 +56,11 @@ def _load(spec: str, settings: StudySettings) -> StudySpec:
     try:
         return load_spec(_spec_path(spec), settings.max_trials)
     except InvalidStudySpec as error:
-        err.print(f"[red]invalid study spec[/red] {spec}:")
+        err.print(f"[red]invalid study spec[/red] {escape(spec)}:", soft_wrap=True)
         for field, message in error.errors:
-            err.print(f"  {field}: {message}" if field else f"  {message}", markup=False, highlight=False)
+            err.print(
+                f"  {field}: {message}" if field else f"  {message}", markup=False, highlight=False, soft_wrap=True
+            )
         raise typer.Exit(EXIT_INVALID) from None
 
 
