@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -26,6 +26,10 @@ DEVICE_PATTERN = re.compile(r"^(auto|cpu|cuda(:[0-9]+)?)$")
 Pairing = Literal["random", "knn"]
 Scope = Literal["all", "same_class"]
 TargetMode = Literal["mix", "closest"]
+
+
+#: A fraction in (0, 1), published in the schema; the validator of the field that uses it says what is wrong.
+_Fraction = Annotated[float, Field(json_schema_extra={"exclusiveMinimum": 0, "exclusiveMaximum": 1})]
 
 
 class _Config(BaseModel):
@@ -172,7 +176,9 @@ class TrainConfig(_Config):
     schedule: Literal["step", "cosine", "constant"] = Field(
         "step", description="step: lr × gamma at each milestone (fractions of the epochs)."
     )
-    milestones: tuple[float, ...] = Field((0.5, 0.75), description="Fractions of the epochs (paper: 100/150 of 200).")
+    milestones: tuple[_Fraction, ...] = Field(
+        (0.5, 0.75), description="Increasing fractions of the epochs (paper: 100/150 of 200)."
+    )
     gamma: float = Field(0.1, gt=0, le=1)
     seed: int = Field(0, description="Seeds initialisation, batch order, λ, partners and augmentation.")
     device: str = Field(

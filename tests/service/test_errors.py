@@ -117,6 +117,8 @@ def test_the_schema_publishes_the_names_and_patterns_the_server_checks(api: Api)
     assert schemas["SearchSpace"]["properties"]["layer"]["anyOf"][0]["items"]["pattern"] == layer
     assert schemas["TrainConfig"]["properties"]["device"]["pattern"] == "^(auto|cpu|cuda(:[0-9]+)?)$"
     assert schemas["SearchConfig"]["properties"]["seeds"]["uniqueItems"] is True
+    milestone = schemas["TrainConfig"]["properties"]["milestones"]["items"]
+    assert milestone == {"type": "number", "exclusiveMinimum": 0, "exclusiveMaximum": 1}
 
 
 def _accepted(api: Api, spec: dict[str, Any]) -> bool:
