@@ -10,14 +10,18 @@ hidden layer, ...) before anything is loaded or trained.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from mixup_core.errors import InvalidConfig
 
-LAYER_PATTERN = re.compile(r"^(input|layer[1-9]|feature_map|module:[A-Za-z_][\w.]*)$")
+# Matched with fullmatch (a bare ``$`` also matches before a final newline) and spelled without ``\w`` or
+# ``\d`` (Unicode in Python, ASCII in JSON Schema): the same strings pass here and in the published schema.
+LAYER_PATTERN = re.compile(r"^(input|layer[1-9]|feature_map|module:[A-Za-z_][A-Za-z0-9_.]*)$")
+DEVICE_PATTERN = re.compile(r"^(auto|cpu|cuda(:[0-9]+)?)$")
 
 #: Largest seed: Optuna's sampler and NumPy's legacy generator take 32-bit seeds, and torch.manual_seed overflows
 #: past 64 bits (the trainer adds offsets to the seed); one range for every seed of a config or a study.
@@ -28,10 +32,39 @@ Scope = Literal["all", "same_class"]
 TargetMode = Literal["mix", "closest"]
 
 
+#: A fraction in (0, 1), published in the schema; the validator of the field that uses it says what is wrong.
+_Fraction = Annotated[float, Field(json_schema_extra={"exclusiveMinimum": 0, "exclusiveMaximum": 1})]
+
+
 class _Config(BaseModel):
     # No float of a config may be inf or NaN (JSON's 1e400 parses as inf): a rate, a fraction or a
     # noise level that is not a number is never meant, and it would fail deep inside training.
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+
+def names_schema(names: Callable[[], Sequence[str]]) -> Callable[[dict[str, Any]], None]:
+    """A ``json_schema_extra`` that lists the names a field's validator accepts, as an ``enum``.
+
+    The validators check names against the registries (imported late: they import this module's
+    neighbours); without the list in the schema, bodies that are valid by the published schema were refused.
+    """
+
+    def extra(schema: dict[str, Any]) -> None:
+        schema["enum"] = list(names())
+
+    return extra
+
+
+def _dataset_names() -> Sequence[str]:
+    from mixup_core.data.registry import DATASET_NAMES
+
+    return DATASET_NAMES
+
+
+def _model_names() -> Sequence[str]:
+    from mixup_core.models.registry import known_model_names
+
+    return known_model_names()
 
 
 class MixupConfig(_Config):
@@ -48,6 +81,7 @@ class MixupConfig(_Config):
         "input",
         description="Where to mix: input, layer1..layer4 (the representation entering "
         "residual stage k), feature_map (before global pooling) or module:<dotted.name>.",
+        json_schema_extra={"pattern": LAYER_PATTERN.pattern},
     )
     lam_per: Literal["batch", "sample"] = Field("batch", description="One λ per batch (paper) or per sample.")
     pairing: Pairing = Field("random", description="random: in-batch permutation; knn: a k-nearest neighbour.")
@@ -60,7 +94,7 @@ class MixupConfig(_Config):
     @field_validator("layer")
     @classmethod
     def _layer_syntax(cls, layer: str) -> str:
-        if not LAYER_PATTERN.match(layer):
+        if not LAYER_PATTERN.fullmatch(layer):
             raise ValueError(f"layer must be input, layer1..layer9, feature_map or module:<dotted.name>, got {layer!r}")
         return layer
 
@@ -91,7 +125,8 @@ class DataConfig(_Config):
     """Which dataset to train on and how to carve it."""
 
     name: str = Field(
-        description="cifar10, cifar100, mnist, fashion_mnist, uci:<iris|wine|breast_cancer|digits>, synthetic."
+        description="cifar10, cifar100, mnist, fashion_mnist, uci:<iris|wine|breast_cancer|digits>, synthetic.",
+        json_schema_extra=names_schema(_dataset_names),
     )
     data_dir: Path | None = Field(
         None,
@@ -128,7 +163,8 @@ class ModelConfig(_Config):
     """Which network to train."""
 
     name: str = Field(
-        description="preact_resnet18, wide_resnet28_10, small_cnn, mlp, or torchvision:<classification model>."
+        description="preact_resnet18, wide_resnet28_10, small_cnn, mlp, or torchvision:<classification model>.",
+        json_schema_extra=names_schema(_model_names),
     )
 
     @field_validator("name")
@@ -152,12 +188,18 @@ class TrainConfig(_Config):
     schedule: Literal["step", "cosine", "constant"] = Field(
         "step", description="step: lr × gamma at each milestone (fractions of the epochs)."
     )
-    milestones: tuple[float, ...] = Field((0.5, 0.75), description="Fractions of the epochs (paper: 100/150 of 200).")
+    milestones: tuple[_Fraction, ...] = Field(
+        (0.5, 0.75), description="Increasing fractions of the epochs (paper: 100/150 of 200)."
+    )
     gamma: float = Field(0.1, gt=0, le=1)
     seed: int = Field(
         0, ge=0, le=MAX_SEED, description="Seeds initialisation, batch order, λ, partners and augmentation."
     )
-    device: str = Field("auto", description="auto (CUDA when present), cpu, cuda or cuda:N.")
+    device: str = Field(
+        "auto",
+        description="auto (CUDA when present), cpu, cuda or cuda:N.",
+        json_schema_extra={"pattern": DEVICE_PATTERN.pattern},
+    )
     amp: bool = Field(True, description="bf16 autocast on CUDA; ignored on the CPU.")
     channels_last: bool = Field(True, description="channels_last memory format for image models.")
     compile: bool = Field(False, description="torch.compile the model (cached per process).")
@@ -172,7 +214,7 @@ class TrainConfig(_Config):
     @field_validator("device")
     @classmethod
     def _device_syntax(cls, device: str) -> str:
-        if not re.match(r"^(auto|cpu|cuda(:\d+)?)$", device):
+        if not DEVICE_PATTERN.fullmatch(device):
             raise ValueError(f"device must be auto, cpu, cuda or cuda:N, got {device!r}")
         return device
 

@@ -14,14 +14,15 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-import yaml
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from service.cli_tokens import token_app
 from service.client import Client, ClientError
 from studies import cli as studies_cli
+from studies.errors import InvalidStudySpec
 
 app = typer.Typer(help=studies_cli.app.info.help, no_args_is_help=True)
 app.registered_commands.extend(
@@ -58,18 +59,22 @@ def serve(
 
 
 def _load_spec_file(spec: str) -> dict[str, Any]:
-    from studies.specfile import preset_path
+    """The spec file's mapping, read as ``validate`` reads it; the service validates the rest."""
+    from studies.specfile import preset_path, read_spec_file
 
     path = Path(spec)
     if not path.exists() and preset_path(spec).exists():
         path = preset_path(spec)
     try:
-        data = yaml.safe_load(path.read_text())
-    except (OSError, yaml.YAMLError) as error:
-        err.print(f"[red]error:[/red] cannot read {spec}: {error}", highlight=False)
+        data = read_spec_file(path)
+    except InvalidStudySpec as error:
+        err.print(f"[red]error:[/red] {escape(str(error))}", highlight=False, soft_wrap=True)
         raise typer.Exit(2) from None
     if not isinstance(data, dict):
-        err.print(f"[red]error:[/red] {spec} is not a mapping of study fields")
+        err.print(
+            f"[red]error:[/red] {escape(spec)} is not a mapping of study fields, got {type(data).__name__}",
+            soft_wrap=True,
+        )
         raise typer.Exit(2)
     return data
 

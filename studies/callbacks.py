@@ -9,6 +9,7 @@ are looked up in this process's registry, which the engine fills before every
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -46,13 +47,43 @@ def unregister(study_id: str) -> None:
         registry.pop(study_id, None)
 
 
+#: Longest trial error kept (API, report, MLflow tag); the whole traceback is in the driver's log (Tune logs it).
+MAX_ERROR_CHARS = 2000
+_FAILURE_HEADER = re.compile(r"^Failure # \d+ \(occurred at [^)]*\)$", re.MULTILINE)
+_FRAME = re.compile(r'^\s+File ".*", line \d+')
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def error_text(text: str) -> str:
+    """The exception and its whole message from a trial's error file (Tune's text: one traceback per failure).
+
+    The message is everything after the last frame of the last failure's traceback (its source and caret
+    lines skipped), so one that spans lines, as torchvision's download errors do, is kept whole; the last line
+    alone was ``"); place the files there by hand"``. Longer than :data:`MAX_ERROR_CHARS`, its middle is cut.
+    """
+    text = _ANSI.sub("", text)
+    headers = list(_FAILURE_HEADER.finditer(text))
+    lines = text[headers[-1].end() if headers else 0 :].strip("\n").splitlines()
+    frames = [i for i, line in enumerate(lines) if _FRAME.match(line)]
+    if frames:
+        start = frames[-1] + 1
+        while start < len(lines) and lines[start].startswith("    "):  # the frame's source line and carets
+            start += 1
+        lines = lines[start:]
+    message = "\n".join(lines).strip()
+    if len(message) > MAX_ERROR_CHARS:
+        cut = f"\n[... {len(message) - MAX_ERROR_CHARS + 40} characters cut ...]\n"  # 40: room for this line
+        keep = (MAX_ERROR_CHARS - len(cut)) // 2
+        message = f"{message[:keep]}{cut}{message[-keep:]}"
+    return message or "the trial failed without an error message"
+
+
 def error_message(trial: Trial) -> str:
-    """The last line of the trial's traceback: the exception and its message."""
+    """The trial's exception and its whole message (:func:`error_text`)."""
     # Tune writes the error locally first and syncs it to storage (where get_error reads) later.
     local = Path(trial.error_file) if getattr(trial, "error_file", None) else None
     text = local.read_text(errors="replace") if local is not None and local.exists() else trial.get_error() or ""
-    lines = [line.strip() for line in str(text).splitlines() if line.strip()]
-    return lines[-1] if lines else "the trial failed without an error message"
+    return error_text(str(text))
 
 
 def ended_status(trial: Trial, epochs: int) -> TrialStatus:

@@ -18,6 +18,7 @@ import typer
 from rich.console import Console
 from rich.live import Live
 from rich.markdown import Markdown
+from rich.markup import escape
 
 from studies.data_location import place_data_dir
 from studies.errors import InvalidStudySpec, StudyNotFound
@@ -60,9 +61,11 @@ def _load(spec: str, settings: StudySettings) -> StudySpec:
     try:
         return place_data_dir(load_spec(_spec_path(spec), settings.max_trials), settings.resolved_data_dir)
     except InvalidStudySpec as error:
-        err.print(f"[red]invalid study spec[/red] {spec}:")
+        err.print(f"[red]invalid study spec[/red] {escape(spec)}:", soft_wrap=True)
         for field, message in error.errors:
-            err.print(f"  {field}: {message}" if field else f"  {message}", markup=False, highlight=False)
+            err.print(
+                f"  {field}: {message}" if field else f"  {message}", markup=False, highlight=False, soft_wrap=True
+            )
         raise typer.Exit(EXIT_INVALID) from None
 
 

@@ -17,7 +17,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from mixup_core import DataConfig, EvalConfig, MixupConfig, ModelConfig, TrainConfig, metrics
-from mixup_core.config import MAX_SEED, Pairing, Scope, TargetMode
+from mixup_core.config import LAYER_PATTERN, MAX_SEED, Pairing, Scope, TargetMode
 
 #: Default cap on the trials one study may expand to (override through validation context "max_trials").
 DEFAULT_MAX_TRIALS = 1000
@@ -46,6 +46,12 @@ KNOWN_METRICS = (
     metrics.TEST_ECE,
     metrics.FGSM_TEST_ERROR,
 )
+
+
+#: A study's name (fullmatch; the same pattern is published in the JSON schema).
+NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+#: A mixing layer, with the pattern the config checks published in the schema.
+LayerName = Annotated[str, Field(json_schema_extra={"pattern": LAYER_PATTERN.pattern})]
 
 
 class _Spec(BaseModel):
@@ -81,7 +87,7 @@ class SearchSpace(_Spec):
     lr: NumberAxis | None = None
     label_smoothing: NumberAxis | None = None
     input_noise: NumberAxis | None = None
-    layer: Annotated[list[str], Field(min_length=1)] | None = None
+    layer: Annotated[list[LayerName], Field(min_length=1)] | None = None
     pairing: Annotated[list[Pairing], Field(min_length=1)] | None = None
     scope: Annotated[list[Scope], Field(min_length=1)] | None = None
     target: Annotated[list[TargetMode], Field(min_length=1)] | None = None
@@ -96,7 +102,7 @@ class Variant(_Spec):
 
     name: str = Field(min_length=1, max_length=80)
     alpha: float | None = Field(None, ge=0, allow_inf_nan=False)
-    layer: str | None = None
+    layer: LayerName | None = None
     lam_per: Literal["batch", "sample"] | None = None
     pairing: Pairing | None = None
     scope: Scope | None = None
@@ -118,7 +124,9 @@ class SearchConfig(_Spec):
     seed: int = Field(0, ge=0, le=MAX_SEED, description="Seeds random sampling and Optuna's TPE sampler.")
     space: SearchSpace = SearchSpace()
     variants: Annotated[list[Variant], Field(min_length=1)] | None = None
-    seeds: Annotated[list[Annotated[int, Field(ge=0, le=MAX_SEED)]], Field(min_length=1)] = [0]
+    seeds: Annotated[
+        list[Annotated[int, Field(ge=0, le=MAX_SEED)]], Field(min_length=1, json_schema_extra={"uniqueItems": True})
+    ] = [0]
 
     @field_validator("variants")
     @classmethod
@@ -159,7 +167,11 @@ class TrackingConfig(_Spec):
 class StudySpec(_Spec):
     """A MixUp hyperparameter study."""
 
-    name: str = Field(max_length=100, description="Letters, digits, '.', '_' and '-'.")
+    name: str = Field(
+        max_length=100,
+        description="Letters, digits, '.', '_' and '-'.",
+        json_schema_extra={"pattern": NAME_PATTERN.pattern},
+    )
     description: str = Field("", max_length=4000)
     dataset: DataConfig
     model: ModelConfig
@@ -168,7 +180,7 @@ class StudySpec(_Spec):
     evaluation: EvalConfig = EvalConfig()
     search: SearchConfig = SearchConfig()
     scheduler: SchedulerConfig = SchedulerConfig()
-    metric: str = metrics.MEDIAN_TEST_ERROR
+    metric: str = Field(metrics.MEDIAN_TEST_ERROR, json_schema_extra={"enum": list(KNOWN_METRICS)})
     mode: Literal["min", "max"] | None = Field(None, description="Default: min for errors and losses.")
     resources: Resources = Resources()
     max_concurrent_trials: int | None = Field(None, ge=1)
@@ -179,7 +191,7 @@ class StudySpec(_Spec):
     @field_validator("name")
     @classmethod
     def _name_syntax(cls, name: str) -> str:
-        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", name):
+        if not NAME_PATTERN.fullmatch(name):
             raise ValueError(f"name must be letters, digits, '.', '_' or '-', got {name!r}")
         return name
 

@@ -54,6 +54,11 @@ def _as_shape(input_shape: Sequence[int]) -> tuple[int, ...]:
     return shape
 
 
+def known_model_names() -> tuple[str, ...]:
+    """Every name :func:`check_model_name` accepts: the built-ins, then ``torchvision:<name>`` for each."""
+    return MODEL_NAMES + tuple(TORCHVISION_PREFIX + name for name in torchvision_model_names())
+
+
 def check_model_name(name: str) -> None:
     """Raises ``ValueError`` unless ``name`` is a built-in or ``torchvision:<classification model>``.
 

@@ -33,4 +33,5 @@ def create_app(settings: ServiceSettings | None = None, engine: Engine | None = 
     app.include_router(studies.router)
     errors.install(app)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(errors.ContainUnexpected)  # added last: the outermost of ours
     return app

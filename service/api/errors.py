@@ -9,8 +9,10 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from service.api.limits import BodyTooLarge
+from service.api.limits import BodyTooLarge, _problem
 from service.errors import BadSpec, Conflict, LaunchError, NotFound, QuotaExceeded, ServiceError, Unauthorized
 from studies.errors import InvalidStudySpec
 
@@ -35,6 +37,9 @@ def _status_of(error: Exception) -> int:
     return 500
 
 
+_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+
+
 def _field_errors(error: Exception) -> list[dict[str, Any]] | None:
     if isinstance(error, BadSpec | InvalidStudySpec):
         return [
@@ -49,7 +54,13 @@ def _validation_errors(error: RequestValidationError) -> tuple[str, list[dict[st
     for item in error.errors():
         loc = [str(part) for part in item.get("loc", ())]
         if item.get("type") == "json_invalid":
-            msg = f"body is not valid JSON ({item.get('ctx', {}).get('error', 'parse error')})"
+            # FastAPI locates a decode error at ("body", <character offset>): a position, not a field.
+            reason = str(item.get("ctx", {}).get("error", "parse error"))  # "Expecting value", "... at", ...
+            where = (
+                "" if len(loc) < 2 else f" character {loc[1]}" if reason.endswith(" at") else f" at character {loc[1]}"
+            )
+            msg = f"body is not valid JSON ({reason}{where})"
+            loc = loc[:1]
         else:
             msg = str(item.get("msg", "invalid"))
         errors.append({"loc": loc, "msg": msg, "type": str(item.get("type", "value_error"))})
@@ -57,6 +68,19 @@ def _validation_errors(error: RequestValidationError) -> tuple[str, list[dict[st
         f"{'.'.join(e['loc'][1:] if e['loc'][:1] == ['body'] else e['loc']) or 'body'}: {e['msg']}" for e in errors
     )
     return f"invalid request: {detail}", errors
+
+
+def _allowed_methods(request: Request) -> str:
+    """Every method the request's path answers: Starlette's 405 names only those of the first route that matched.
+
+    Asked of the routes by trying each method (``matches`` is all a route promises; FastAPI nests routers).
+    """
+    allowed = []
+    for method in _METHODS:
+        scope = {**request.scope, "method": method}
+        if any(route.matches(scope)[0] == Match.FULL for route in request.app.router.routes):
+            allowed.append(method)
+    return ", ".join(allowed)
 
 
 def install(app: FastAPI) -> None:
@@ -79,12 +103,43 @@ def install(app: FastAPI) -> None:
         app.add_exception_handler(kind, _known)
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(_request: Request, error: StarletteHTTPException) -> JSONResponse:
+    async def _http(request: Request, error: StarletteHTTPException) -> JSONResponse:
         if error.status_code == 400:  # FastAPI's "error parsing the body": bytes that are not JSON text at all
             return JSONResponse({"detail": "body is not valid JSON (could not be decoded)"}, status_code=422)
-        return JSONResponse({"detail": str(error.detail)}, status_code=error.status_code, headers=error.headers)
+        headers = error.headers
+        if error.status_code == 405:
+            headers = {**(headers or {}), "Allow": _allowed_methods(request)}
+        return JSONResponse({"detail": str(error.detail)}, status_code=error.status_code, headers=headers)
 
-    @app.exception_handler(Exception)
-    async def _unexpected(request: Request, error: Exception) -> JSONResponse:
-        log.exception("unhandled error on %s %s", request.method, request.url.path)
-        return JSONResponse({"detail": "internal error; see the service log"}, status_code=500)
+
+class ContainUnexpected:
+    """Outermost middleware: an unexpected exception becomes a JSON 500 and the connection stays usable.
+
+    Starlette's own last resort (``ServerErrorMiddleware``, where an ``Exception`` handler would go) sends
+    its 500 and then re-raises; uvicorn reads an exception after a started response as a broken response
+    and closes the connection, so the client's next request on that keep-alive connection was reset.
+    Here the exception ends with the 500. Only when part of a response already went out is it re-raised:
+    closing the connection is then the one honest way to end it.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def watched(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, watched)
+        except Exception:
+            if started:
+                raise
+            log.exception("unhandled error on %s %s", scope.get("method"), scope.get("path"))
+            await _problem(send, 500, "internal error; see the service log")

@@ -26,6 +26,19 @@ ERRORS: dict[int | str, dict[str, Any]] = {
     }.items()
 }
 
+_STUDY = "#/paths/~1api~1v1~1studies~1{study_id}"
+#: OpenAPI links from a created study to what can be done with it (clients and stateful testers follow them).
+CREATED_LINKS: dict[str, dict[str, Any]] = {
+    name: {"operationRef": f"{_STUDY}{suffix}", "parameters": {"study_id": "$response.body#/id"}}
+    for name, suffix in {
+        "GetStudy": "/get",
+        "GetTrials": "~1trials/get",
+        "GetReport": "~1report/get",
+        "CancelStudy": "~1cancel/post",
+        "DeleteStudy": "/delete",
+    }.items()
+}
+
 
 def _json(body: BaseModel) -> Response:
     # The body is built from typed models already: skip FastAPI's re-validation of the response model
@@ -42,6 +55,7 @@ StudyStatusQuery = Annotated[schemas.StudyStatus | None, Query(description="Only
     response_model=schemas.StudyDetail,
     responses={
         **ERRORS,
+        201: {"links": CREATED_LINKS},
         413: {"model": schemas.Problem},
         422: {"model": schemas.Problem},
         429: {"model": schemas.Problem, "description": "Too many queued studies"},
