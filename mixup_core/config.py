@@ -190,10 +190,15 @@ class ExperimentConfig(_Config):
         from mixup_core.models.registry import check_model_input, mix_points
 
         info = dataset_info(self.dataset)
-        check_model_input(self.model.name, info.input_shape)
         layer = self.mixup.layer
+        try:
+            check_model_input(self.model.name, info.input_shape)
+            available = mix_points(self.model.name, info.input_shape) if layer != "input" else ()
+        except ValueError as err:
+            if self.dataset.name != "synthetic":
+                raise
+            raise ValueError(f"dataset.synthetic.shape: {err}") from err  # the one shape a spec writes
         if layer != "input":
-            available = mix_points(self.model.name, info.input_shape)
             if layer.startswith("module:"):
                 if layer not in available:
                     raise ValueError(f"mixup.layer {layer!r}: {self.model.name} has no submodule {layer[7:]!r}")

@@ -12,6 +12,7 @@ starts, so a spec that validates runs.
 from __future__ import annotations
 
 import re
+from collections.abc import Hashable, Iterable, Sequence
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
@@ -121,18 +122,36 @@ class SearchConfig(_Spec):
     @field_validator("variants")
     @classmethod
     def _unique_names(cls, variants: list[Variant] | None) -> list[Variant] | None:
-        names = [v.name for v in variants or []]
-        duplicates = sorted({n for n in names if names.count(n) > 1})
+        duplicates = _repeated(v.name for v in variants or [])  # one pass: 40,000 variants once took 46 s
         if duplicates:
-            raise ValueError(f"variant names must be unique, got duplicates {duplicates}")
+            raise ValueError(f"variant names must be unique, got duplicates {few(duplicates)}")
         return variants
 
     @field_validator("seeds")
     @classmethod
     def _unique_seeds(cls, seeds: list[int]) -> list[int]:
-        if len(set(seeds)) != len(seeds):
-            raise ValueError(f"seeds must be distinct, got {seeds}")
+        duplicates = _repeated(seeds)
+        if duplicates:
+            raise ValueError(f"seeds must be distinct, got {few(duplicates)} more than once")
         return seeds
+
+
+def _repeated(values: Iterable[Hashable]) -> list[Hashable]:
+    """The values seen more than once, in order of their second appearance (linear time)."""
+    seen: set[Hashable] = set()
+    repeated: dict[Hashable, None] = {}
+    for value in values:
+        if value in seen:
+            repeated[value] = None
+        seen.add(value)
+    return list(repeated)
+
+
+def few(values: Sequence[Any], limit: int = 10) -> str:
+    """At most ``limit`` values for a message, and how many more there are (a message stays short)."""
+    shown = ", ".join(repr(v) for v in values[:limit])
+    more = f" and {len(values) - limit} more" if len(values) > limit else ""
+    return f"[{shown}{more}]"
 
 
 class SchedulerConfig(_Spec):
