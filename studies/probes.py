@@ -22,7 +22,6 @@ this with validating every combination, on many random small spaces).
 
 from __future__ import annotations
 
-import functools
 import itertools
 from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
@@ -41,7 +40,6 @@ Params = dict[str, Any]
 #: only its largest value matters (a threshold), so it is no class of its own.
 COUPLED = ("alpha", "layer", "pairing", "input_noise")
 _NUMERIC = ("alpha", "weight_decay", "lr", "label_smoothing", "input_noise")
-_VARIANT_NUMBERS = ("alpha", "knn_k", "label_smoothing", "input_noise")
 _VARIANT_NAMES = ("lam_per", "pairing", "scope", "target", "layer")
 #: Bad layer names reported one by one; beyond these they share one class (the study is refused anyway).
 _SHOWN_BAD_LAYERS = 5
@@ -129,45 +127,34 @@ def axis_representatives(name: str, axis: list[Any] | Range, layers: LayerClasse
 
 
 def variant_representatives(spec: StudySpec, layers: LayerClasses) -> list[Variant]:
-    """Variants that stand for all: one per class signature (the largest knn_k), each setting's extremes."""
-    variants = spec.search.variants or []
+    """Variants that stand for all, in one pass: one per class signature of the coupled settings (the
+    one with the largest knn_k), the first per name of each other setting, each number's extremes."""
     by_signature: dict[tuple[Hashable, ...], Variant] = {}
-    chosen: list[Variant] = []
-
-    def knn_k(variant: Variant) -> int:
-        return variant.knn_k if variant.knn_k is not None else spec.mixup.knn_k
-
-    for variant in variants:
-        signature = tuple(_variant_class(variant, field, layers) for field in COUPLED)
+    chosen: dict[tuple[str, Hashable], Variant] = {}
+    low: dict[str, tuple[Any, Variant]] = {}
+    high: dict[str, tuple[Any, Variant]] = {}
+    for variant in spec.search.variants or []:
+        # Only what the variant sets: an unset setting is the base's, valid on its own (a variant never
+        # sets an axis's setting); fields_set keeps this pass short for sparse variants.
+        values = {f: getattr(variant, f) for f in variant.model_fields_set if f != "name"}
+        values = {f: v for f, v in values.items() if v is not None}
+        signature = tuple(_value_class(f, values[f], layers) if f in values else _UNSET for f in COUPLED)
         best = by_signature.get(signature)
-        if best is None or knn_k(variant) > knn_k(best):
+        if best is None or values.get("knn_k", spec.mixup.knn_k) > (best.knn_k or spec.mixup.knn_k):
             by_signature[signature] = variant
-    for field in _VARIANT_NUMBERS:
-        setting = [v for v in variants if getattr(v, field) is not None]
-        for value in extremes(getattr(v, field) for v in setting):
-            chosen.append(next(v for v in setting if _same(getattr(v, field), value)))
-    for field in _VARIANT_NAMES:
-        chosen += _first_per_class(variants, functools.partial(_name_class, field=field, layers=layers))
-    picked = {id(v): v for v in (*by_signature.values(), *chosen)}  # each variant once, first seen first
+        for field, value in values.items():
+            if field in _VARIANT_NAMES:
+                chosen.setdefault((field, layers(value) if field == "layer" else value), variant)
+            elif value != value:  # NaN
+                chosen.setdefault((field, "nan"), variant)
+            else:
+                if field not in low or value < low[field][0]:
+                    low[field] = (value, variant)
+                if field not in high or value > high[field][0]:
+                    high[field] = (value, variant)
+    extremes_of = [v for _, v in (*low.values(), *high.values())]
+    picked = {id(v): v for v in (*by_signature.values(), *chosen.values(), *extremes_of)}  # each once
     return list(picked.values())
-
-
-def _same(a: Any, b: Any) -> bool:
-    return a == b or (a != a and b != b)
-
-
-def _name_class(variant: Variant, *, field: str, layers: LayerClasses) -> Hashable:
-    value = getattr(variant, field)
-    if value is None:
-        return _UNSET
-    return layers(value) if field == "layer" else value
-
-
-def _variant_class(variant: Variant, field: str, layers: LayerClasses) -> Hashable:
-    value = getattr(variant, field)
-    if value is None:
-        return _UNSET  # the trial takes the base's value (a variant never sets an axis's setting)
-    return _value_class(field, value, layers)
 
 
 def _value_class(field: str, value: Any, layers: LayerClasses) -> Hashable:

@@ -115,11 +115,12 @@ def _structural_errors(spec: StudySpec, max_trials: int) -> list[str]:
             for name, axis in space.items()
             if isinstance(axis, Range)
         ]
-    axis_paths = {AXIS_PATHS[a] for a in space}
+    axis_fields = {AXIS_PATHS[a].removeprefix("mixup.") for a in space}
     clashes: dict[str, list[str]] = {}  # setting -> the variants that set it: one message each, not per variant
-    for variant in spec.search.variants or []:
-        for path in sorted(set(variant.overrides()) & axis_paths):
-            clashes.setdefault(path, []).append(variant.name)
+    for variant in spec.search.variants or [] if axis_fields else []:
+        for field in sorted(variant.model_fields_set & axis_fields):  # only what it sets: fast for 40,000
+            if getattr(variant, field) is not None:
+                clashes.setdefault(f"mixup.{field}", []).append(variant.name)
     errors += [
         f"search.variants {few(names)} set {path}, which is also a search axis" for path, names in clashes.items()
     ]

@@ -18,7 +18,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from mixup_core import DataConfig, EvalConfig, MixupConfig, ModelConfig, TrainConfig, metrics
-from mixup_core.config import Pairing, Scope, TargetMode
+from mixup_core.config import Pairing, Scope, TargetMode, refuse_many_unknown_keys
 
 #: Default cap on the trials one study may expand to (override through validation context "max_trials").
 DEFAULT_MAX_TRIALS = 1000
@@ -52,6 +52,11 @@ KNOWN_METRICS = (
 class _Spec(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _few_unknown_keys(cls, data: Any) -> Any:
+        return refuse_many_unknown_keys(cls, data)
+
 
 class Range(_Spec):
     """A continuous axis, sampled by ``random`` and ``optuna`` search."""
@@ -69,7 +74,8 @@ class Range(_Spec):
         return self
 
 
-NumberAxis = Annotated[list[float], Field(min_length=1)] | Range
+# FailFast: a list reports its first bad value, not each of 250,000 (listing errors is work in their number).
+NumberAxis = Annotated[list[float], Field(min_length=1, fail_fast=True)] | Range
 
 
 class SearchSpace(_Spec):
@@ -80,10 +86,10 @@ class SearchSpace(_Spec):
     lr: NumberAxis | None = None
     label_smoothing: NumberAxis | None = None
     input_noise: NumberAxis | None = None
-    layer: Annotated[list[str], Field(min_length=1)] | None = None
-    pairing: Annotated[list[Pairing], Field(min_length=1)] | None = None
-    scope: Annotated[list[Scope], Field(min_length=1)] | None = None
-    target: Annotated[list[TargetMode], Field(min_length=1)] | None = None
+    layer: Annotated[list[str], Field(min_length=1, fail_fast=True)] | None = None
+    pairing: Annotated[list[Pairing], Field(min_length=1, fail_fast=True)] | None = None
+    scope: Annotated[list[Scope], Field(min_length=1, fail_fast=True)] | None = None
+    target: Annotated[list[TargetMode], Field(min_length=1, fail_fast=True)] | None = None
 
     def axes(self) -> dict[str, list[Any] | Range]:
         """The axes that are set, in declaration order."""
@@ -116,8 +122,8 @@ class SearchConfig(_Spec):
     num_samples: int = Field(1, ge=1, description="random: configurations drawn; optuna: trials.")
     seed: int = Field(0, description="Seeds random sampling and Optuna's TPE sampler.")
     space: SearchSpace = SearchSpace()
-    variants: Annotated[list[Variant], Field(min_length=1)] | None = None
-    seeds: Annotated[list[int], Field(min_length=1)] = [0]
+    variants: Annotated[list[Variant], Field(min_length=1, fail_fast=True)] | None = None
+    seeds: Annotated[list[int], Field(min_length=1, fail_fast=True)] = [0]
 
     @field_validator("variants")
     @classmethod

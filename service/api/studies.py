@@ -11,6 +11,7 @@ from sqlalchemy import Connection
 
 from service import repository, schemas
 from service.api.deps import SessionDep, SettingsDep, UserDep, read
+from service.api.spec_body import SPEC_REQUEST_BODY, SpecBody
 from service.errors import BadSpec, NotFound
 from service.settings import ServiceSettings
 from studies.report import StudyReport, build_report, render_markdown, render_plot_png
@@ -50,14 +51,16 @@ def check_allowed(spec: StudySpec, settings: ServiceSettings) -> None:
     "",
     status_code=201,
     response_model=schemas.StudyDetail,
+    openapi_extra=SPEC_REQUEST_BODY,  # the body is read by SpecBody, off the event loop
     responses={
         **ERRORS,
         413: {"model": schemas.Problem},
         422: {"model": schemas.Problem},
         429: {"model": schemas.Problem, "description": "Too many queued studies"},
+        503: {"model": schemas.Problem, "description": "Validating the spec took longer than the limit"},
     },
 )
-def submit_study(spec: StudySpec, session: SessionDep, user: UserDep, settings: SettingsDep) -> schemas.StudyDetail:
+def submit_study(spec: SpecBody, session: SessionDep, user: UserDep, settings: SettingsDep) -> schemas.StudyDetail:
     """Queue a study (a StudySpec); it starts when a slot is free."""
     check_allowed(spec, settings)
     study = repository.submit(session, user, spec, settings.max_queued_per_user)
