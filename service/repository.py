@@ -68,7 +68,8 @@ class StudyView:
     """A study as the API shows it, read with one Core query (no ORM objects, no trials JSON decoded).
 
     ``progress_at`` (when the dispatcher last stored trials) keys caches of what is derived from the
-    trials; :func:`load_trials` reads them when such a cache misses.
+    trials; :func:`load_trials` reads them when such a cache misses. In a page (:func:`view_page`),
+    ``spec`` holds only ``metric`` and ``mode``.
     """
 
     seq: int
@@ -94,6 +95,13 @@ _VIEW_COLUMNS = (
     Study.created_at, Study.started_at, Study.finished_at, Study.trials_total, Study.spec, Study.attempts,
     Study.error, Study.experiment_id, Study.parent_run_id, Study.progress_at,
 )  # fmt: skip
+#: A page of summaries needs of the spec only what ranks trials (best_trial): not up to 500 specs of up to
+#: 4 MB each, decoded on the event loop (reads are inline on SQLite, service.api.deps.read).
+_PAGE_COLUMNS = (
+    *(c for c in _VIEW_COLUMNS if c is not Study.spec),
+    Study.spec["metric"].as_string().label("spec_metric"),
+    Study.spec["mode"].as_string().label("spec_mode"),
+)
 _VIEW_FIELDS = tuple(StudyView.__dataclass_fields__)
 # Built once: composing a select costs more than running it on SQLite (a status poll's hot path).
 _VIEW_BY_ID = select(*_VIEW_COLUMNS).join(User, Study.owner_id == User.id).where(Study.id == bindparam("study_id"))
@@ -124,9 +132,14 @@ def view_page(
     if status is not None:
         where.append(Study.status == status)
     total = db.scalar(select(func.count()).select_from(Study).where(*where)) or 0
-    query = select(*_VIEW_COLUMNS).join(User, Study.owner_id == User.id).where(*where)
+    query = select(*_PAGE_COLUMNS).join(User, Study.owner_id == User.id).where(*where)
     rows = db.execute(query.order_by(Study.seq.desc()).limit(limit).offset(offset))
-    return [_view(row) for row in rows], total
+    return [_page_view(row) for row in rows], total
+
+
+def _page_view(row: Row[Any]) -> StudyView:
+    fields = {name: getattr(row, name) for name in _VIEW_FIELDS if name != "spec"}
+    return StudyView(**fields, spec={"metric": row.spec_metric, "mode": row.spec_mode})
 
 
 def view_of(study: Study, owner: str) -> StudyView:
