@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Row, bindparam, func, select
+from sqlalchemy import Connection, Row, Text, bindparam, cast, func, select
 from sqlalchemy.orm import Session
 
 from service.auth import Principal
@@ -106,6 +106,11 @@ _VIEW_FIELDS = tuple(StudyView.__dataclass_fields__)
 # Built once: composing a select costs more than running it on SQLite (a status poll's hot path).
 _VIEW_BY_ID = select(*_VIEW_COLUMNS).join(User, Study.owner_id == User.id).where(Study.id == bindparam("study_id"))
 _TRIALS_BY_SEQ = select(Study.trials).where(Study.seq == bindparam("seq"))
+_VIEW_TEXT_BY_ID = (
+    select(*(c for c in _VIEW_COLUMNS if c is not Study.spec), cast(Study.spec, Text).label("spec_text"))
+    .join(User, Study.owner_id == User.id)
+    .where(Study.id == bindparam("study_id"))
+)
 
 
 def _view(row: Row[Any]) -> StudyView:
@@ -122,6 +127,15 @@ def view(db: Reader, user: Principal, study_id: str) -> StudyView:
     if row is None or not (user.is_admin or row.owner_id == user.id):
         raise NotFound(f"no study {study_id!r}")
     return _view(row)
+
+
+def view_unparsed(db: Reader, user: Principal, study_id: str) -> tuple[StudyView, str]:
+    """:func:`view` with an empty ``spec`` and the spec's JSON text: the caller decides where to decode it."""
+    row = db.execute(_VIEW_TEXT_BY_ID, {"study_id": study_id}).first()
+    if row is None or not (user.is_admin or row.owner_id == user.id):
+        raise NotFound(f"no study {study_id!r}")
+    fields = {name: getattr(row, name) for name in _VIEW_FIELDS if name != "spec"}
+    return StudyView(**fields, spec={}), row.spec_text
 
 
 def view_page(

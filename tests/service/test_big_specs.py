@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import copy
+import threading
 
-from sqlalchemy import select
+from sqlalchemy import event, select
 
 from service import repository
 from service.auth import Caller
@@ -47,3 +48,37 @@ def test_a_page_reads_only_the_ranking_settings_of_each_spec_and_ranks_as_the_sp
     assert page["items"][0]["trial_counts"]["finished"] == 2
     assert detail["best_trial"]["trial_id"] == "t1"  # mode max: 12.0 ranks first
     assert len(detail["spec"]["search"]["variants"]) == 1500
+
+
+def test_a_large_spec_is_decoded_and_echoed_off_the_event_loop(api: Api) -> None:
+    small = submit_spec(api, copy.deepcopy(TINY_SPEC))
+    big = copy.deepcopy(TINY_SPEC)
+    big["search"] = {"algorithm": "random", "variants": [{"name": f"v{i}"} for i in range(1500)]}  # 230 kB stored
+    large = submit_spec(api, big)
+    threads: list[str] = []
+
+    def checkout(*_: object) -> None:
+        threads.append(threading.current_thread().name)
+
+    event.listen(api.engine, "checkout", checkout)  # which thread takes a connection: the loop's or a worker
+    try:
+        with api.client() as client:
+            answers = {}
+            for study_id in (small, large):
+                threads.clear()
+                answers[study_id] = (client.get(f"{STUDIES}/{study_id}").json(), list(threads))
+    finally:
+        event.remove(api.engine, "checkout", checkout)
+    (small_body, small_threads), (large_body, large_threads) = answers[small], answers[large]
+    assert small_body["spec"]["search"]["variants"] is None
+    assert len(large_body["spec"]["search"]["variants"]) == 1500
+    if api.engine.dialect.name == "sqlite":  # inline reads on SQLite; always the threadpool elsewhere
+        assert not any(t.startswith("AnyIO worker") for t in small_threads), small_threads
+        assert large_threads[-1].startswith("AnyIO worker"), large_threads
+
+
+def submit_spec(api: Api, spec: dict) -> str:
+    with api.client() as client:
+        created = client.post(STUDIES, json=spec)
+    assert created.status_code == 201, created.text
+    return str(created.json()["id"])
