@@ -36,6 +36,7 @@ from tests.support.processes import free_port, start_process, stop_process, wait
 LIMIT = 1_000_000  # MIXUP_STUDIES_MAX_BODY_BYTES's default
 BASE: dict[str, Any] = {
     "name": "worst",
+    "description": "sleep=3600",  # the stand-in driver of the one study that starts sleeps: no CPU taken
     "dataset": {"name": "synthetic"},
     "model": {"name": "mlp"},
     "training": {"epochs": 1, "batch_size": 16, "device": "cpu"},

@@ -2,11 +2,12 @@
 
 A body parameter (``spec: StudySpec``) is parsed (``json.loads``) and validated by FastAPI on the
 event loop, even for a ``def`` endpoint: while a large or costly body was checked, every other
-request waited (``/healthz`` included). Here the raw bytes go to a worker thread, at most
-:data:`CONCURRENT` at a time (validation is CPU work under the GIL: more threads would only take
-turns with the event loop), and the request waits at most ``validation_timeout_s`` for the answer
-(queueing included): past it, ``503`` naming the limit. Errors are raised as FastAPI's own ``RequestValidationError``
-with the same ``loc``s, so a ``422`` keeps its problem format (service.api.errors).
+request waited (``/healthz`` included). Here the raw bytes go to a worker thread, one at a time
+(validation is CPU work under the GIL: a second thread only made the event loop wait longer for
+it; ``serve`` also shortens the GIL's switch interval), and the request waits at most
+``validation_timeout_s`` for the answer (queueing included): past it, ``503`` naming the limit.
+Errors are raised as FastAPI's own ``RequestValidationError`` with the same ``loc``s, so a ``422``
+keeps its problem format (service.api.errors).
 
 The OpenAPI schema still describes the body as a StudySpec (:func:`document_body`).
 """
@@ -30,7 +31,7 @@ from studies.spec import StudySpec
 
 T = TypeVar("T")
 #: Validations running at once; the others queue (their wait counts towards the time limit).
-CONCURRENT = 2
+CONCURRENT = 1
 #: Field errors reported of one body (each names its field; the count is bounded by the schema anyway).
 MAX_ERRORS = 50
 REF = "#/components/schemas/{model}"
