@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Row, bindparam, func, select, update
+from sqlalchemy import Connection, Row, Text, bindparam, cast, func, select, update
 from sqlalchemy.orm import Session
 
 from service.auth import Principal
@@ -45,7 +45,9 @@ def submit(session: Session, owner: Principal, spec: StudySpec, max_queued: int)
         id=new_study_id(spec.name),
         owner_id=owner.id,
         name=spec.name,
-        spec=spec.model_dump(mode="json"),
+        # Without the unset (None) fields, which validate back to the same spec: a 1 MB body of 40,000 variants
+        # was stored, echoed and read back as 4 MB of nulls, each JSON pass a long hold of the GIL.
+        spec=spec.model_dump(mode="json", exclude_none=True),
         trials_total=trial_count(spec),
         status=QUEUED,
         cancel_requested=False,
@@ -85,7 +87,8 @@ class StudyView:
     """A study as the API shows it, read with one Core query (no ORM objects, no trials JSON decoded).
 
     ``progress_at`` (when the dispatcher last stored trials) keys caches of what is derived from the
-    trials; :func:`load_trials` reads them when such a cache misses.
+    trials; :func:`load_trials` reads them when such a cache misses. In a page (:func:`view_page`),
+    ``spec`` holds only ``metric`` and ``mode``.
     """
 
     seq: int
@@ -111,10 +114,22 @@ _VIEW_COLUMNS = (
     Study.created_at, Study.started_at, Study.finished_at, Study.trials_total, Study.spec, Study.attempts,
     Study.error, Study.experiment_id, Study.parent_run_id, Study.progress_at,
 )  # fmt: skip
+#: A page of summaries needs of the spec only what ranks trials (best_trial): not up to 500 specs of up to
+#: 4 MB each, decoded on the event loop (reads are inline on SQLite, service.api.deps.read).
+_PAGE_COLUMNS = (
+    *(c for c in _VIEW_COLUMNS if c is not Study.spec),
+    Study.spec["metric"].as_string().label("spec_metric"),
+    Study.spec["mode"].as_string().label("spec_mode"),
+)
 _VIEW_FIELDS = tuple(StudyView.__dataclass_fields__)
 # Built once: composing a select costs more than running it on SQLite (a status poll's hot path).
 _VIEW_BY_ID = select(*_VIEW_COLUMNS).join(User, Study.owner_id == User.id).where(Study.id == bindparam("study_id"))
 _TRIALS_BY_SEQ = select(Study.trials).where(Study.seq == bindparam("seq"))
+_VIEW_TEXT_BY_ID = (
+    select(*(c for c in _VIEW_COLUMNS if c is not Study.spec), cast(Study.spec, Text).label("spec_text"))
+    .join(User, Study.owner_id == User.id)
+    .where(Study.id == bindparam("study_id"))
+)
 
 
 def _view(row: Row[Any]) -> StudyView:
@@ -133,6 +148,15 @@ def view(db: Reader, user: Principal, study_id: str) -> StudyView:
     return _view(row)
 
 
+def view_unparsed(db: Reader, user: Principal, study_id: str) -> tuple[StudyView, str]:
+    """:func:`view` with an empty ``spec`` and the spec's JSON text: the caller decides where to decode it."""
+    row = db.execute(_VIEW_TEXT_BY_ID, {"study_id": study_id}).first()
+    if row is None or not (user.is_admin or row.owner_id == user.id):
+        raise NotFound(f"no study {study_id!r}")
+    fields = {name: getattr(row, name) for name in _VIEW_FIELDS if name != "spec"}
+    return StudyView(**fields, spec={}), row.spec_text
+
+
 def view_page(
     db: Reader, user: Principal, status: str | None = None, limit: int = 50, offset: int = 0
 ) -> tuple[list[StudyView], int]:
@@ -141,9 +165,14 @@ def view_page(
     if status is not None:
         where.append(Study.status == status)
     total = db.scalar(select(func.count()).select_from(Study).where(*where)) or 0
-    query = select(*_VIEW_COLUMNS).join(User, Study.owner_id == User.id).where(*where)
+    query = select(*_PAGE_COLUMNS).join(User, Study.owner_id == User.id).where(*where)
     rows = db.execute(query.order_by(Study.seq.desc()).limit(limit).offset(offset))
-    return [_view(row) for row in rows], total
+    return [_page_view(row) for row in rows], total
+
+
+def _page_view(row: Row[Any]) -> StudyView:
+    fields = {name: getattr(row, name) for name in _VIEW_FIELDS if name != "spec"}
+    return StudyView(**fields, spec={"metric": row.spec_metric, "mode": row.spec_mode})
 
 
 def view_of(study: Study, owner: str) -> StudyView:

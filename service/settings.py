@@ -27,6 +27,9 @@ class ServiceSettings(StudySettings):
     admin_token: SecretStr | None = Field(None, description="Bootstrap admin token (deployments).")
     mlflow_ui_url: str | None = Field(None, description="MLflow UI base URL, for links in responses.")
     max_body_bytes: int = Field(1_000_000, ge=1024, description="Largest accepted request body.")
+    validation_timeout_s: float = Field(
+        10.0, gt=0, le=3600, description="Longest a submitted spec may take to parse and validate (then 503)."
+    )
     mlflow_ui_port: int = Field(5000, ge=0, le=65535, description="Port of the MLflow UI serve starts (0: none).")
     poll_interval_s: float = Field(1.0, gt=0, description="Dispatcher loop period.")
     progress_interval_s: float = Field(2.0, gt=0, description="How often running studies' progress is read.")

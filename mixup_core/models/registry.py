@@ -47,10 +47,16 @@ def _torchvision_name(name: str) -> str | None:
     return name[len(TORCHVISION_PREFIX) :] if name.startswith(TORCHVISION_PREFIX) else None
 
 
+#: Elements in a batch of two samples (the smallest a check runs) that a tensor can index (int64).
+_MAX_ELEMENTS = 2**63 - 1
+
+
 def _as_shape(input_shape: Sequence[int]) -> tuple[int, ...]:
     shape = tuple(int(d) for d in input_shape)
     if not shape or any(d < 1 for d in shape):
         raise ValueError(f"input_shape must be a non-empty tuple of positive sizes, got input_shape={input_shape!r}")
+    if 2 * math.prod(shape) > _MAX_ELEMENTS:  # torch would overflow, not refuse, building anything for it
+        raise ValueError(f"input_shape={shape} is more than a tensor can hold ({_MAX_ELEMENTS} elements)")
     return shape
 
 
@@ -109,6 +115,7 @@ def check_model_input(name: str, input_shape: Sequence[int]) -> None:
 @lru_cache(maxsize=256)
 def _check_input(name: str, shape: tuple[int, ...]) -> None:
     if name == "mlp":
+        _meta_model(name, shape)  # its width is C·H·W: a shape whose weights no tensor can hold is refused
         return
     if len(shape) != 3:
         raise ValueError(f"model {name} takes images (C, H, W), got input_shape={shape}")
@@ -132,7 +139,12 @@ def _check_input(name: str, shape: tuple[int, ...]) -> None:
 @lru_cache(maxsize=32)
 def _meta_model(name: str, shape: tuple[int, ...]) -> nn.Module:
     # Shared and cached: only for reading names and shapes, never handed out.
-    return build_on_meta(lambda: _build(name, shape, 10)).eval()
+    try:
+        return build_on_meta(lambda: _build(name, shape, 10)).eval()
+    except NotImplementedError:
+        raise  # no meta kernel (inside an outer meta build): the callers handle it
+    except (RuntimeError, OverflowError, TypeError) as err:  # a size torch cannot hold: mlp's width = C·H·W
+        raise ValueError(f"model {name} cannot take input_shape={shape}: {err}") from err
 
 
 def _build(name: str, shape: tuple[int, ...], num_classes: int) -> nn.Module:

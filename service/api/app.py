@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import FastAPI
 from sqlalchemy import Engine
 
-from service.api import errors, health, studies
+from service.api import errors, health, spec_body, studies
 from service.api.limits import BodySizeLimit
 from service.auth import LastUsed, TokenCache
 from service.db import make_engine, session_factory
@@ -31,6 +31,7 @@ def create_app(settings: ServiceSettings | None = None, engine: Engine | None = 
     app.state.trial_stats = TrialStatsCache()
     app.include_router(health.router)
     app.include_router(studies.router)
+    spec_body.document_body(app)
     errors.install(app)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(errors.ContainUnexpected)  # added last: the outermost of ours
