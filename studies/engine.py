@@ -26,9 +26,10 @@ from studies.records import FINAL_TRIAL_STATUSES, TrialRecord, settled
 from studies.report import StudyReport, build_report, render_markdown, render_plot_png
 from studies.report_render import warm_up_plotting
 from studies.settings import StudySettings
+from studies.settle import close_open_trials
 from studies.space import trial_count
 from studies.spec import StudySpec
-from studies.tracking import StudyRun, finish_study, open_study, prune_orphan_trials, use_wal
+from studies.tracking import StudyRun, finish_study, open_study, prune_orphan_trials, retrying, use_wal
 from studies.trainable import run_trial
 from studies.trial_log import TrialLogWriter
 
@@ -184,7 +185,6 @@ def run_study(
             except KeyboardInterrupt:  # stopped before Tune took over its signals, or a second Ctrl+C
                 interrupted = True
             writer.settle(latest)  # trials that ended out of sight (before a kill): their end again
-            writer.cancel_open(latest)  # trials a stop cut short: closed, not left running
         finally:
             delivered = writer.close()
             callbacks.unregister(study_id)
@@ -206,6 +206,11 @@ def _finish(
     """Close the study in MLflow with its report, and say how it went."""
     status = _outcome(latest, interrupted, trial_count(spec))
     latest = settled(latest)  # the study has ended: none of its trials runs on
+    # ...in MLflow either: the trials a stop cut short (Tune calls nothing back for them), and runs of trials
+    # a killed driver had started that its restored state no longer has.
+    closed = retrying(lambda: close_open_trials(client, study), "closing the open trials", 60.0)
+    if closed:
+        log.info("closed %d trial runs the end of the study cut short", closed)
     if latest and not interrupted:
         pruned = prune_orphan_trials(client, study, {r.trial_id for r in latest})
         if pruned:

@@ -17,7 +17,7 @@ from mlflow.entities import Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
 
 from studies.direct_record import DirectTrialRecords, WholeTrial
-from studies.records import OPEN_TRIAL_STATUSES, TrialRecord
+from studies.records import TrialRecord
 from studies.tracking import (
     ERROR_TAG,
     MAX_PARAM_CHARS,
@@ -99,7 +99,6 @@ class TrialLogWriter:
         self._resumed = set(self.run_ids)  # trials that already had a run when this writer started
         self._create_failed: set[str] = set()
         self._ended: set[str] = set()  # trials this writer saw end
-        self._started: set[str] = set()  # trials this writer saw start
         # trial id → metric key → the highest step its run has. A trial restored from a checkpoint (a retry
         # after a worker died, a resumed study) replays epochs its run already has: only later steps are new.
         # Absent: not known yet (a run from before this writer, or after a failed write): read from the store.
@@ -113,7 +112,6 @@ class TrialLogWriter:
     # -- producer side (the Tune driver's callbacks); never blocks ------------------
 
     def start_trial(self, trial_id: str, params: dict[str, Any], run_name: str) -> None:
-        self._started.add(trial_id)
         self._queue.put(
             (
                 trial_id,
@@ -151,18 +149,6 @@ class TrialLogWriter:
             if record.status in final and record.trial_id not in self._ended:
                 self.log_metrics(record.trial_id, record.metrics, step=record.epochs)
                 self.end_trial(record.trial_id, final[record.status], record.status, record.error)
-
-    def cancel_open(self, records: Iterable[TrialRecord]) -> None:
-        """Close the runs of trials a stop of the whole study cut short: ``KILLED``, status ``cancelled``.
-
-        A graceful stop ends ``fit`` with no callback for the trials it interrupted, so their runs would stay
-        ``RUNNING``. Only trials with a run are closed (one this writer started, or one from before a resume);
-        a trial that never started has nothing to close. A resume reopens them (:meth:`start_trial`).
-        """
-        for record in records:
-            known = record.trial_id in self._started or record.trial_id in self.run_ids
-            if record.status in OPEN_TRIAL_STATUSES and known and record.trial_id not in self._ended:
-                self.end_trial(record.trial_id, "KILLED", "cancelled")
 
     # -- consumer side ---------------------------------------------------------------
 
