@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from mlflow.tracking import MlflowClient
@@ -110,7 +111,7 @@ def test_a_cancel_after_every_trial_ended_is_too_late_in_the_api_and_the_cli(api
 
 @pytest.mark.slow
 def test_the_dispatcher_settles_the_trials_a_stopped_driver_left_running(
-    fake_settings: ServiceSettings, engine: Engine
+    fake_settings: ServiceSettings, engine: Engine, tmp_path: Path
 ) -> None:
     study_id = submit(engine, "sleep=120")
     # What a driver killed mid-study leaves in MLflow: its parent run and two trial runs open.
@@ -118,7 +119,7 @@ def test_the_dispatcher_settles_the_trials_a_stopped_driver_left_running(
     use_wal(uri)
     client = MlflowClient(uri)
     spec = StudySpec.model_validate(row(engine, study_id).spec)
-    writer = TrialLogWriter(client, open_study(client, spec, study_id, "alice", None), tick_s=0.05)
+    writer = TrialLogWriter(client, open_study(client, spec, study_id, "alice", tmp_path / "artifacts"), tick_s=0.05)
     for trial_id, alpha in (("t0", 0.0), ("t1", 1.0)):
         writer.start_trial(trial_id, {"alpha": alpha}, trial_id)
         writer.log_metrics(trial_id, {"test_error": 10.0, "epoch": 1.0}, step=1)
