@@ -8,12 +8,15 @@ gone for good is settled by :func:`studies.settle.settle_study`), and a trial's 
 from __future__ import annotations
 
 import contextlib
+import json
 import sqlite3
 from pathlib import Path
 
 import pytest
 from mlflow.tracking import MlflowClient
+from typer.testing import CliRunner
 
+from studies.cli import app
 from studies.engine import _outcome
 from studies.progress import read_progress
 from studies.records import TrialRecord
@@ -181,3 +184,19 @@ def test_a_stop_after_every_trial_ended_is_too_late_to_cancel_the_study() -> Non
     assert _outcome([*finished[:2], record("t2", "cancelled", 1)], interrupted=True, total=3) == "cancelled"
     assert _outcome([*finished[:2], record("t2", "running", 1)], interrupted=False, total=3) == "cancelled"
     assert _outcome(finished[:2], interrupted=False, total=3) == "succeeded"  # e.g. a time budget ran out
+
+
+def test_the_report_command_of_an_ended_study_shows_no_running_trial(tmp_path: Path) -> None:
+    uri, client = store(tmp_path)
+    study = open_study(client, SPEC, "reported", None, tmp_path / "art")
+    writer = TrialLogWriter(client, study, tick_s=0.05)
+    writer.start_trial("t0", PARAMS["t0"], "t0")
+    epochs(writer, "t0", range(1, 3))
+    assert writer.close(timeout_s=30)
+    # The parent run closed as cancelled, a trial's run still open (a store written before trials were closed).
+    client.set_tag(study.parent_run_id, "mixup_studies.status", "cancelled")
+    env = {"MIXUP_STUDIES_TRACKING_URI": uri}
+    report = json.loads(CliRunner().invoke(app, ["report", "reported", "--format", "json"], env=env).output)
+    assert (report["study_status"], report["counts"]["running"], report["counts"]["cancelled"]) == ("cancelled", 0, 1)
+    markdown = CliRunner().invoke(app, ["report", "reported"], env=env).output
+    assert "1 trial: 1 cancelled (cancelled)." in markdown
