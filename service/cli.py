@@ -79,6 +79,13 @@ def _load_spec_file(spec: str) -> dict[str, Any]:
     return data
 
 
+# What a cancel did, after the study's state (the API's cancel_outcome; "cancelled" needs no note).
+_CANCEL_NOTES = {
+    "stopping": " (cancel requested: stopping)",
+    "too_late": " (cancel came too late: every trial had ended, the study ran to completion)",
+}
+
+
 def _best_text(study: dict[str, Any]) -> str:
     best = study.get("best_trial")
     return f"best {best['metric']} {best['value']:.2f} ({best['trial_id']})" if best else "best: -"
@@ -99,7 +106,8 @@ def watch(client: Client, study_id: str, interval_s: float = 2.0) -> int:
             if study["status"] in FINAL:
                 break
             time.sleep(interval_s)
-    out.print(f"study {study_id} {study['status']} · {_best_text(study)}", highlight=False)
+    note = _CANCEL_NOTES.get(study.get("cancel_outcome"), "")
+    out.print(f"study {study_id} {study['status']}{note} · {_best_text(study)}", highlight=False)
     if study.get("error"):
         err.print(study["error"], markup=False, highlight=False)
     return FINAL[study["status"]]
@@ -142,8 +150,7 @@ def status(study_id: IdArg, json_: Annotated[bool, typer.Option("--json", help="
         typer.echo(json.dumps(study, indent=2))
         return
     counts = ", ".join(f"{k} {v}" for k, v in study["trial_counts"].items())
-    stopping = " (cancel requested)" if study["cancel_requested"] and study["status"] == "running" else ""
-    out.print(f"[bold]{study['id']}[/bold] {study['status']}{stopping}")
+    out.print(f"[bold]{study['id']}[/bold] {study['status']}{_CANCEL_NOTES.get(study.get('cancel_outcome'), '')}")
     out.print(f"trials: {counts} (of {study['trials_total']}) · {_best_text(study)}", highlight=False)
     for key in ("created_at", "started_at", "finished_at"):
         if study.get(key):

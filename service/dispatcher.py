@@ -57,6 +57,7 @@ from studies.store import store_ready
 
 log = logging.getLogger("service.dispatcher")  # also when run as __main__
 ProgressReader = Callable[[str, str, Any], Any]
+Settler = Callable[[str, str, str, Any], Any]  # (tracking URI, study id, outcome, spec) → progress or None
 
 
 def mlflow_store_ready(tracking_uri: str) -> bool:
@@ -76,6 +77,14 @@ def _read_progress(tracking_uri: str, study_id: str, spec: Any) -> Any:
     return read_progress(tracking_uri, study_id, spec)
 
 
+def _settle(tracking_uri: str, study_id: str, outcome: str, spec: Any) -> Any:
+    if not mlflow_store_ready(tracking_uri):  # no driver ever opened MLflow: nothing to close
+        return None
+    from studies.settle import settle_study
+
+    return settle_study(tracking_uri, study_id, outcome, spec)
+
+
 class Dispatcher:
     """:meth:`run` calls :meth:`tick` every ``settings.poll_interval_s`` until :meth:`stop` (tests call tick)."""
 
@@ -85,11 +94,13 @@ class Dispatcher:
         sessions: sessionmaker[Session],
         launcher: Launcher,
         read_progress: ProgressReader = _read_progress,
+        settle: Settler = _settle,
     ) -> None:
         self.settings = settings
         self.sessions = sessions
         self.launcher = launcher
         self.read_progress = read_progress
+        self.settle = settle
         self._progress_due: dict[str, float] = {}
         self._specs: dict[str, Any] = {}
         # A plain flag, not a threading.Event: stop() runs in a signal handler, where taking the Event's
@@ -176,7 +187,9 @@ class Dispatcher:
         else:
             # Died (or was stopped by someone other than a cancel): resume where Tune saved it.
             self._resume(study, state)
-        self._forget(study.id) if study.status != "running" else None
+        if study.status != "running":
+            self._settle(study)
+            self._forget(study.id)
 
     def _resume(self, study: Study, state: DriverState) -> None:
         why = self._why_ended(study, state)
@@ -196,6 +209,16 @@ class Dispatcher:
         tail = self.launcher.logs(study.id, study.handle or "", 4000)
         errors = [line.strip() for line in tail.splitlines() if line.startswith(DRIVER_ERROR)]
         return f"exit code {state.exit_code}" + (f"; {errors[-1]}" if errors else "")
+
+    def _settle(self, study: Study) -> None:
+        """An ended study has no running trial: close what its driver left open in MLflow, and store that."""
+        try:
+            progress = self.settle(self.settings.resolved_tracking_uri, study.id, study.status, self._spec(study))
+        except Exception as error:  # MLflow away: the API still shows the study's trials settled (schemas)
+            log.warning("study %s: its trials could not be settled in MLflow (%s)", study.id, error)
+            return
+        if progress is not None:
+            repository.store_progress(study, progress.experiment_id, progress.parent_run_id, progress.trials)
 
     def _refresh(self, study: Study, force: bool = False) -> Any:
         now = time.monotonic()

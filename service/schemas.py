@@ -12,9 +12,11 @@ from pydantic import BaseModel, Field
 
 from mixup_core import metrics
 from service.repository import StudyView
-from studies.records import TrialRecord
+from studies.records import TRIAL_STATUSES, TrialRecord, TrialStatus, settled
 
 StudyStatus = Literal["queued", "running", "succeeded", "failed", "cancelled"]
+CancelOutcome = Literal["stopping", "cancelled", "too_late"]
+_ENDED = frozenset({"succeeded", "failed", "cancelled"})
 
 
 class Trial(BaseModel):
@@ -22,7 +24,10 @@ class Trial(BaseModel):
 
     trial_id: str
     params: dict[str, Any]
-    status: Literal["pending", "running", "finished", "stopped", "failed"]
+    status: TrialStatus = Field(
+        description="pending | running | finished | stopped (early, by the scheduler) | failed | cancelled "
+        "(cut short, or never started, because the study ended first)."
+    )
     epochs: int = Field(description="Epochs completed.")
     metrics: dict[str, float] = Field(description="Latest value of every metric (final ones once it ended).")
     error: str | None = None
@@ -50,11 +55,20 @@ class StudySummary(BaseModel):
     owner: str
     status: StudyStatus
     cancel_requested: bool
+    cancel_outcome: CancelOutcome | None = Field(
+        None,
+        description="What a cancel did: stopping (the driver is stopping), cancelled, or too_late (every trial "
+        "had ended before the stop took effect: the study ran to completion and keeps its outcome). "
+        "None without a cancel.",
+    )
     created_at: datetime
     started_at: datetime | None = None
     finished_at: datetime | None = None
     trials_total: int = Field(description="Trials the spec expands to.")
-    trial_counts: dict[str, int] = Field(description="Trials by state: pending, running, finished, stopped, failed.")
+    trial_counts: dict[str, int] = Field(
+        description="Trials by state: pending, running, finished, stopped, failed, cancelled. "
+        "An ended study has none pending or running."
+    )
 
 
 class StudyDetail(StudySummary):
@@ -90,13 +104,34 @@ def _aware(moment: datetime | None) -> datetime | None:
     return moment.replace(tzinfo=UTC) if moment is not None and moment.tzinfo is None else moment
 
 
-def trial_counts(trials: list[TrialRecord], total: int) -> dict[str, int]:
-    counts = dict.fromkeys(("pending", "running", "finished", "stopped", "failed"), 0)
+def ended(status: str) -> bool:
+    return status in _ENDED
+
+
+def study_trials(status: str, trials: list[TrialRecord]) -> list[TrialRecord]:
+    """The trials as the study's state has them: once it ended, none is pending or running.
+
+    The dispatcher stores them settled; this also covers snapshots stored before it did.
+    """
+    return settled(trials) if ended(status) else trials
+
+
+def trial_counts(trials: list[TrialRecord], total: int, status: str = "running") -> dict[str, int]:
+    counts: dict[str, int] = dict.fromkeys(TRIAL_STATUSES, 0)
+    trials = study_trials(status, trials)
     for trial in trials:
         counts[trial.status] = counts.get(trial.status, 0) + 1
-    # Trials Tune has not created yet are pending too.
-    counts["pending"] += max(0, total - len(trials))
+    # Trials Tune has not created yet are pending, or cancelled once the study ended without them.
+    counts["cancelled" if ended(status) else "pending"] += max(0, total - len(trials))
     return counts
+
+
+def cancel_outcome(status: str, cancel_requested: bool) -> CancelOutcome | None:
+    if not cancel_requested:
+        return None
+    if status == "cancelled":
+        return "cancelled"
+    return "too_late" if ended(status) else "stopping"
 
 
 def best_trial(spec: dict[str, Any], trials: list[TrialRecord]) -> BestTrial | None:
@@ -116,27 +151,28 @@ TrialStats = tuple[dict[str, int], BestTrial | None]
 
 
 class TrialStatsCache:
-    """(study seq, progress_at) → trial counts and best trial: a status poll decodes no trials JSON.
+    """(study seq, progress_at, status) → trial counts and best trial: a status poll decodes no trials JSON.
 
-    The dispatcher stamps ``progress_at`` whenever it stores trials, so a changed snapshot is a new key;
-    stale keys simply age out of the LRU. Thread-safe (sync handlers run on a threadpool).
+    The dispatcher stamps ``progress_at`` whenever it stores trials, so a changed snapshot is a new key
+    (as is the study's end: its trials count as settled then); stale keys simply age out of the LRU.
+    Thread-safe (sync handlers run on a threadpool).
     """
 
     def __init__(self, max_entries: int = 4096) -> None:
         self.max_entries = max_entries
-        self._entries: OrderedDict[tuple[int, datetime], TrialStats] = OrderedDict()
+        self._entries: OrderedDict[tuple[int, datetime, str], TrialStats] = OrderedDict()
         self._lock = threading.Lock()
 
     def get(self, study: StudyView, load: Callable[[], list[TrialRecord]]) -> TrialStats:
-        if study.progress_at is None:  # nothing stored yet: every trial is pending
-            return trial_counts([], study.trials_total), None
-        key = (study.seq, study.progress_at)
+        if study.progress_at is None:  # nothing stored yet: every trial is pending (cancelled, once ended)
+            return trial_counts([], study.trials_total, study.status), None
+        key = (study.seq, study.progress_at, study.status)
         with self._lock:
             if (hit := self._entries.get(key)) is not None:
                 self._entries.move_to_end(key)
                 return hit
         trials = load()
-        stats = (trial_counts(trials, study.trials_total), best_trial(study.spec, trials))
+        stats = (trial_counts(trials, study.trials_total, study.status), best_trial(study.spec, trials))
         with self._lock:
             self._entries[key] = stats
             while len(self._entries) > self.max_entries:
@@ -151,6 +187,7 @@ def _summary_fields(study: StudyView, counts: dict[str, int]) -> dict[str, Any]:
         "owner": study.owner,
         "status": study.status,
         "cancel_requested": study.cancel_requested,
+        "cancel_outcome": cancel_outcome(study.status, study.cancel_requested),
         "created_at": _aware(study.created_at),
         "started_at": _aware(study.started_at),
         "finished_at": _aware(study.finished_at),
@@ -181,4 +218,5 @@ def detail(study: StudyView, stats: TrialStats, mlflow_ui_url: str | None) -> St
 
 
 def trial_list(study: StudyView, trials: list[TrialRecord]) -> TrialList:
+    trials = study_trials(study.status, trials)
     return TrialList(study_id=study.id, status=study.status, trials=[Trial(**t.__dict__) for t in trials])

@@ -91,8 +91,8 @@ def ended_status(trial: Trial, epochs: int) -> TrialStatus:
     done = int((trial.last_result or {}).get("training_iteration", 0) or 0)
     if done >= epochs:
         return "finished"
-    # Cut short: by the scheduler (ASHA), or by a stop of the whole study, after which it resumes.
-    return "pending" if interrupts.stop_requested() else "stopped"
+    # Cut short: by the scheduler (ASHA), or by a stop of the whole study (a resume reopens it).
+    return "cancelled" if interrupts.stop_requested() else "stopped"
 
 
 def trial_status(trial: Trial, epochs: int) -> TrialStatus:
@@ -166,7 +166,7 @@ class StudyCallback(tune.Callback):
         writer = self._writer
         if writer is not None:
             status = ended_status(trial, self._epochs)
-            writer.end_trial(trial.trial_id, "KILLED" if status == "pending" else "FINISHED", status)
+            writer.end_trial(trial.trial_id, "KILLED" if status == "cancelled" else "FINISHED", status)
         self._progress(trials, force=True)
 
     def on_trial_error(self, iteration: int, trials: list[Trial], trial: Trial, **info: Any) -> None:

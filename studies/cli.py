@@ -23,6 +23,7 @@ from rich.markup import escape
 from studies.data_location import place_data_dir
 from studies.errors import InvalidStudySpec, StudyNotFound
 from studies.live import ProgressView
+from studies.records import settled
 from studies.settings import StudySettings
 from studies.space import trial_count
 from studies.spec import StudySpec
@@ -167,7 +168,10 @@ def report(
     if progress.spec is None:
         err.print(f"the spec of study {study_id!r} could not be read from MLflow")
         raise typer.Exit(EXIT_FAILED)
-    built = build_report(progress.spec, progress.trials, study_id)
+    # The driver's view of the study: once it has ended (its parent run closed), no trial of it runs on.
+    ended = progress.status in EXIT_CODES
+    trials = settled(progress.trials) if ended else progress.trials
+    built = build_report(progress.spec, trials, study_id, study_status=progress.status)
     if format == "png":
         png = render_plot_png(built)
         if png is None:

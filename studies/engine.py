@@ -23,13 +23,15 @@ from ray import tune
 
 from studies import callbacks, interrupts, placement, search, warm_workers
 from studies.data_location import require_absolute
-from studies.records import TrialRecord
+from studies.records import FINAL_TRIAL_STATUSES, TrialRecord, settled
 from studies.report import StudyReport, build_report, render_markdown, render_plot_png
 from studies.report_render import warm_up_plotting
 from studies.settings import StudySettings
+from studies.settle import close_open_trials
+from studies.space import trial_count
 from studies.spec import StudySpec
 from studies.store import prepare_store
-from studies.tracking import StudyRun, finish_study, open_study, prune_orphan_trials, use_wal
+from studies.tracking import StudyRun, finish_study, open_study, prune_orphan_trials, retrying, use_wal
 from studies.trainable import run_trial
 from studies.trial_log import TrialLogWriter
 
@@ -95,8 +97,10 @@ def _is_local_store(uri: str) -> bool:
     return uri.startswith(("sqlite:", "file:", "/")) or "://" not in uri
 
 
-def _outcome(records: list[TrialRecord], interrupted: bool) -> Outcome:
-    if interrupted or any(r.status in ("pending", "running") for r in records):
+def _outcome(records: list[TrialRecord], interrupted: bool, total: int) -> Outcome:
+    """How the study ended. A stop that came once every trial had reached its end stopped nothing: the study
+    ran to completion and is not ``cancelled`` (the service calls that cancel too late)."""
+    if any(r.status not in FINAL_TRIAL_STATUSES for r in records) or (interrupted and len(records) < total):
         return "cancelled"
     if records and all(r.status == "failed" for r in records):
         return "failed"
@@ -193,8 +197,7 @@ def run_study(
                 interrupted = interrupts.stop_requested()
             except KeyboardInterrupt:  # stopped before Tune took over its signals, or a second Ctrl+C
                 interrupted = True
-            if not interrupted:
-                writer.settle(latest)
+            writer.settle(latest)  # trials that ended out of sight (before a kill): their end again
         finally:
             delivered = writer.close()
             callbacks.unregister(study_id)
@@ -214,12 +217,18 @@ def _finish(
     started: float,
 ) -> StudyOutcome:
     """Close the study in MLflow with its report, and say how it went."""
-    status = _outcome(latest, interrupted)
+    status = _outcome(latest, interrupted, trial_count(spec))
+    latest = settled(latest)  # the study has ended: none of its trials runs on
+    # ...in MLflow either: the trials a stop cut short (Tune calls nothing back for them), and runs of trials
+    # a killed driver had started that its restored state no longer has.
+    closed = retrying(lambda: close_open_trials(client, study), "closing the open trials", 60.0)
+    if closed:
+        log.info("closed %d trial runs the end of the study cut short", closed)
     if latest and not interrupted:
         pruned = prune_orphan_trials(client, study, {r.trial_id for r in latest})
         if pruned:
             log.warning("removed %d MLflow runs of trials discarded when the study was restored", pruned)
-    report = build_report(spec, latest, study_id)
+    report = build_report(spec, latest, study_id, study_status=status)
     artifacts: list[tuple[str, bytes | str]] = [
         ("report.json", report.model_dump_json(indent=2)),
         ("report.md", render_markdown(report)),

@@ -10,7 +10,7 @@ from rich.table import Table
 from studies.records import TrialRecord
 from studies.spec import StudySpec
 
-_STATES = ("finished", "stopped", "failed", "running", "pending")
+_STATES = ("finished", "stopped", "failed", "running", "pending", "cancelled")
 
 
 class ProgressView:

@@ -19,12 +19,11 @@ from mlflow.tracking import MlflowClient
 
 from mixup_core import metrics as M
 from studies.errors import StudyNotFound
-from studies.records import TrialRecord, TrialStatus
+from studies.records import TRIAL_STATUSES, TrialRecord
 from studies.spec import SEED, StudySpec
 from studies.store import store_ready
 from studies.tracking import ERROR_TAG, PARENT_TAG, STATUS_TAG, STUDY_ID_TAG, TRIAL_ID_TAG, default_experiment_name
 
-_TRIAL_STATUSES: tuple[TrialStatus, ...] = ("pending", "running", "finished", "stopped", "failed")
 _NUMERIC_PARAMS = frozenset({"alpha", "weight_decay", "lr", "label_smoothing", "input_noise"})
 
 
@@ -67,7 +66,7 @@ def trial_from_run(run: Run) -> TrialRecord:
     return TrialRecord(
         trial_id=tags.get(TRIAL_ID_TAG, run.info.run_id),
         params={k: _param_value(k, v) for k, v in run.data.params.items()},
-        status=status if status in _TRIAL_STATUSES else "running",
+        status=status if status in TRIAL_STATUSES else "running",
         epochs=int(metrics.get(M.EPOCH, 0)),
         metrics=metrics,
         error=tags.get(ERROR_TAG),

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from mixup_core import metrics
-from studies.records import FINAL_TRIAL_STATUSES, TrialRecord, TrialStatus
+from studies.records import FINAL_TRIAL_STATUSES, TRIAL_STATUSES, TrialRecord, TrialStatus
 from studies.report_render import format_value, render_markdown, render_plot_png, weight_decay_label
 from studies.spec import VARIANT, Range
 
@@ -44,7 +44,7 @@ __all__ = [
 ALPHA, WEIGHT_DECAY, LAYER = "alpha", "weight_decay", "layer"
 #: Row (or α-curve series) label when nothing but weight decay, seed (and α, for a series) varies.
 ALL_LABEL = "all"
-STATUSES: tuple[TrialStatus, ...] = ("pending", "running", "finished", "stopped", "failed")
+STATUSES = TRIAL_STATUSES
 # Params that are numbers: coerced to float so 1 and 1.0 (or MLflow's string "0.0001") group together.
 _NUMERIC = frozenset({ALPHA, WEIGHT_DECAY, "lr", "label_smoothing", "input_noise"})
 # Row-label factor order: the method first, then where it mixes, then how strongly; the rest as declared.
@@ -79,6 +79,7 @@ class FactorCell(_Model):
     stopped: int = Field(0, description="Stopped early by the scheduler (ASHA); not in the mean.")
     failed: int = Field(0, description="Failed; not in the mean.")
     running: int = Field(0, description="Pending or still running; not in the mean.")
+    cancelled: int = Field(0, description="Cut short by the end of the study (a cancel); not in the mean.")
     missing: int = Field(0, description="Finished without a value for the metric.")
 
 
@@ -129,6 +130,9 @@ class StudyReport(_Model):
     """Everything a reader needs to judge a study, in the paper's form."""
 
     study_id: str | None = None
+    study_status: str | None = Field(
+        None, description="The study's state where the reader knows it: queued, running, succeeded, failed, cancelled."
+    )
     name: str
     metric: str
     mode: Literal["min", "max"]
@@ -145,13 +149,16 @@ class StudyReport(_Model):
     alpha_curve: list[AlphaPoint] = Field(description="Empty when α is not a search axis.")
 
 
-def build_report(spec: StudySpec, trials: Sequence[TrialRecord], study_id: str | None = None) -> StudyReport:
+def build_report(
+    spec: StudySpec, trials: Sequence[TrialRecord], study_id: str | None = None, study_status: str | None = None
+) -> StudyReport:
     """Summarise a study's trials the way the paper reports its ablation.
 
     Args:
         spec: the study's spec (what was varied, the metric and its mode).
         trials: every trial known so far, in any status.
         study_id: the id the service knows the study by.
+        study_status: the study's state, when known (an ended study's report says how it ended).
 
     Returns:
         The report; safe on an empty or still running study.
@@ -165,6 +172,7 @@ def build_report(spec: StudySpec, trials: Sequence[TrialRecord], study_id: str |
     counts["total"] = len(trials)
     return StudyReport(
         study_id=study_id,
+        study_status=study_status,
         name=spec.name,
         metric=spec.metric,
         mode=spec.resolved_mode,

@@ -35,6 +35,7 @@ _COUNT_WORDS = (
     ("failed", "failed"),
     ("running", "running"),
     ("pending", "pending"),
+    ("cancelled", "cancelled"),
 )
 
 
@@ -61,6 +62,7 @@ def _cell_text(cell: FactorCell) -> str:
             (cell.stopped, "stopped"),
             (cell.failed, "failed"),
             (cell.running, "running"),
+            (cell.cancelled, "cancelled"),
             (cell.missing, "no metric"),
         )
         if count
@@ -185,6 +187,8 @@ def render_markdown(report: StudyReport) -> str:
     if report.study_id:
         about = f"Study id `{report.study_id}` · " + about
     status = "complete" if report.complete else "in progress"
+    if report.study_status not in (None, "running"):  # an ended (or queued) study is not "in progress"
+        status = str(report.study_status)
     lines = [f"# Study report: {report.name}", "", about + ".", "", f"{counts_line(report.counts)} ({status}).", ""]
     lines += _factor_section(report) + _leaderboard_section(report) + _failures_section(report)
     return "\n".join(lines).rstrip("\n") + "\n"

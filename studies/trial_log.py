@@ -11,12 +11,13 @@ import threading
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
 
 from studies.direct_record import DirectTrialRecords, WholeTrial
+from studies.records import TrialRecord
 from studies.tracking import (
     ERROR_TAG,
     MAX_PARAM_CHARS,
@@ -26,9 +27,6 @@ from studies.tracking import (
     StudyRun,
     existing_trial_runs,
 )
-
-if TYPE_CHECKING:
-    from studies.records import TrialRecord
 
 log = logging.getLogger(__name__)
 
@@ -101,6 +99,10 @@ class TrialLogWriter:
         self._resumed = set(self.run_ids)  # trials that already had a run when this writer started
         self._create_failed: set[str] = set()
         self._ended: set[str] = set()  # trials this writer saw end
+        # trial id → metric key → the highest step its run has. A trial restored from a checkpoint (a retry
+        # after a worker died, a resumed study) replays epochs its run already has: only later steps are new.
+        # Absent: not known yet (a run from before this writer, or after a failed write): read from the store.
+        self._steps: dict[str, dict[str, int]] = {}
         self._queue: queue.Queue[tuple[str, _Pending]] = queue.Queue()
         self._backlog: dict[str, _Pending] = {}
         self._stop = threading.Event()
@@ -181,6 +183,7 @@ class TrialLogWriter:
             return run_id
         self.client.delete_run(run_id)
         del self.run_ids[trial_id]
+        self._steps[trial_id] = {}  # the new run starts empty
         return None
 
     def _created_run(self, trial_id: str) -> str | None:
@@ -193,6 +196,7 @@ class TrialLogWriter:
         run_id = self._reused_run(trial_id, pending.params)
         if run_id is None and trial_id in self._create_failed:
             run_id = self._created_run(trial_id)
+        pending.metrics = self._unrecorded(trial_id, run_id, pending.metrics)
         if run_id is None and pending.ended and self._direct is not None:
             self._write_whole(trial_id, pending)
             return
@@ -207,6 +211,7 @@ class TrialLogWriter:
             )
             self.calls += 1
             run_id, pending.tags = run.info.run_id, {}
+            self._steps[trial_id] = {}
         elif pending.status == "RUNNING":  # a resumed trial's run (a new run starts RUNNING)
             self.client.update_run(run_id, status="RUNNING")
             self.calls += 1
@@ -218,6 +223,7 @@ class TrialLogWriter:
         for lo in range(0, len(metrics) if metrics else int(bool(params or tags)), MAX_BATCH):  # none: no call
             self.client.log_batch(run_id, metrics=metrics[lo : lo + MAX_BATCH], params=params, tags=tags)
             self.calls += 1
+            self._recorded(trial_id, metrics[lo : lo + MAX_BATCH])
             params, tags = [], []
         if pending.ended:
             self.client.set_terminated(run_id, status=pending.status, end_time=pending.end_ms)
@@ -249,6 +255,39 @@ class TrialLogWriter:
             self.calls += 1
         self._create_failed.discard(trial_id)
         self.run_ids[trial_id] = run_id
+        self._steps[trial_id] = {}
+        self._recorded(trial_id, trial.metrics)
+
+    def _unrecorded(self, trial_id: str, run_id: str | None, metrics: list[Metric]) -> list[Metric]:
+        """``metrics`` less the (key, step)s the run has, or that come again in the list: one value per step.
+
+        The first value of a step is kept: MLflow cannot drop a metric row, and a replayed epoch is the same
+        epoch trained again from an earlier state.
+        """
+        if not metrics:
+            return metrics
+        highest = dict(self._recorded_steps(trial_id, run_id))
+        fresh = []
+        for metric in metrics:
+            if metric.step > highest.get(metric.key, -1):
+                fresh.append(metric)
+                highest[metric.key] = metric.step
+        return fresh
+
+    def _recorded_steps(self, trial_id: str, run_id: str | None) -> dict[str, int]:
+        if trial_id not in self._steps:
+            steps: dict[str, int] = {}
+            if run_id is not None:
+                # A run's latest value of each metric is the one at its highest step (MLflow's latest_metrics).
+                steps = {m.key: m.step for m in self.client.get_run(run_id).data.to_proto().metrics}
+                self.calls += 1
+            self._steps[trial_id] = steps
+        return self._steps[trial_id]
+
+    def _recorded(self, trial_id: str, metrics: list[Metric]) -> None:
+        steps = self._steps.setdefault(trial_id, {})
+        for metric in metrics:
+            steps[metric.key] = max(metric.step, steps.get(metric.key, -1))
 
     def _flush(self, everything: bool = False) -> bool:
         """Write what is due (``everything``: all that is queued); True when all of it went through."""
@@ -263,6 +302,7 @@ class TrialLogWriter:
                 self._write(trial_id, pending)
             except Exception as error:
                 log.warning("MLflow write for trial %s failed (%s); will retry", trial_id, error)
+                self._steps.pop(trial_id, None)  # what reached the store is read back before the retry
                 return False
             finally:
                 self.busy_seconds += time.perf_counter() - started

@@ -171,7 +171,8 @@ def get_report(
     study = repository.view(session, user, study_id)
     trials = repository.load_trials(session, study.seq)
     session.commit()  # end the read transaction: building and rendering the report takes a while
-    report = build_report(StudySpec.model_validate(study.spec), trials, study.id)
+    trials = schemas.study_trials(study.status, trials)
+    report = build_report(StudySpec.model_validate(study.spec), trials, study.id, study_status=study.status)
     if format == "md":
         return Response(render_markdown(report), media_type="text/markdown")
     if format == "png":

@@ -36,7 +36,14 @@ def test_submit_then_read_back(api: Api) -> None:
     assert created["id"].startswith("tiny-")
     assert created["owner"] == "alice"
     assert created["trials_total"] == 2
-    assert created["trial_counts"] == {"pending": 2, "running": 0, "finished": 0, "stopped": 0, "failed": 0}
+    assert created["trial_counts"] == {
+        "pending": 2,
+        "running": 0,
+        "finished": 0,
+        "stopped": 0,
+        "failed": 0,
+        "cancelled": 0,
+    }
     with api.client() as client:
         detail = client.get(f"{STUDIES}/{created['id']}").json()
         listing = client.get(STUDIES, params={"status": "queued"}).json()
@@ -230,7 +237,14 @@ def test_status_trials_and_report_show_progress(api: Api) -> None:
         png = client.get(f"{url}/report", params={"format": "png"})
         bad = client.get(f"{url}/report", params={"format": "pdf"})
     assert detail["status"] == "running"
-    assert detail["trial_counts"] == {"pending": 0, "running": 1, "finished": 2, "stopped": 0, "failed": 0}
+    assert detail["trial_counts"] == {
+        "pending": 0,
+        "running": 1,
+        "finished": 2,
+        "stopped": 0,
+        "failed": 0,
+        "cancelled": 0,
+    }
     assert detail["best_trial"]["trial_id"] == "t3"
     assert detail["best_trial"]["value"] == 8.0
     assert detail["mlflow"]["experiment_id"] == "7"

@@ -251,3 +251,40 @@ def test_two_studies_starting_at_once_on_a_fresh_home_both_succeed(service: Serv
     assert all(s["trial_counts"]["finished"] + s["trial_counts"]["stopped"] == 2 for s in ended), ended
     with sqlite3.connect(service.home / "mlflow.db") as db:
         assert len(db.execute("SELECT version_num FROM alembic_version").fetchall()) == 1
+
+
+def test_a_cancelled_study_leaves_no_trial_running_anywhere(service: Service) -> None:
+    # Trials long enough to be cut short: the cancel lands while two of the four run.
+    spec = {
+        "name": "cancelled",
+        "dataset": {"name": "uci:digits"},
+        "model": {"name": "mlp"},
+        "training": {"epochs": 400, "batch_size": 64, "optimizer": "adam", "lr": 0.002},
+        "search": {"space": {"alpha": [0.0, 1.0], "layer": ["input", "feature_map"]}},
+        "resources": {"cpu": 1},
+        "max_concurrent_trials": 2,
+    }
+    service.start()
+    with service.client() as client:
+        created = client.post("/api/v1/studies", json=spec)
+        assert created.status_code == 201, created.text
+    study_id = created.json()["id"]
+    wait_until(lambda: wait_status(service, study_id, {"running"}, 300)["trial_counts"]["running"], 300, 1.0,
+               "a trial to run")  # fmt: skip
+    cancelled = service.cli("cancel", study_id)
+    assert cancelled.returncode == 0 and "stopping" in cancelled.stdout, (cancelled.stdout, cancelled.stderr)
+    study = wait_status(service, study_id, {"succeeded", "failed", "cancelled"}, 300)
+    assert (study["status"], study["cancel_outcome"]) == ("cancelled", "cancelled")
+    counts = study["trial_counts"]
+    assert counts["running"] == counts["pending"] == 0, counts
+    assert counts["cancelled"] >= 2 and sum(counts.values()) == 4, counts
+    with service.client() as client:
+        trials = client.get(f"/api/v1/studies/{study_id}/trials").json()["trials"]
+        report = client.get(f"/api/v1/studies/{study_id}/report", params={"format": "md"}).text
+    assert {t["status"] for t in trials} <= {"finished", "cancelled"}, trials
+    assert "(cancelled)." in report and "running" not in report
+    runs = nested_runs(service, study)
+    assert runs and {r.info.status for r in runs} <= {"FINISHED", "KILLED"}, [r.info.status for r in runs]
+    assert {r.data.tags["mixup_studies.status"] for r in runs} <= {"finished", "cancelled"}
+    shown = service.cli("status", study_id)
+    assert f"{study_id} cancelled" in shown.stdout and "running 0" in shown.stdout, shown.stdout

@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import signal
+import sqlite3
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -151,3 +157,63 @@ def test_optuna_search_is_seeded(local_ray: None, settings: StudySettings) -> No
     points = [(round(t.params["alpha"], 9), t.params["layer"]) for t in first.trials]
     assert all(0.05 <= alpha <= 2.0 for alpha, _ in points)
     assert points == [(round(t.params["alpha"], 9), t.params["layer"]) for t in again.trials]
+
+
+def _trial_workers() -> list[int]:
+    """PIDs of trial actors of this test's own Ray (workers of a raylet this process started), never another's."""
+    procs: dict[int, tuple[int, str]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                status = (entry / "status").read_text()
+                cmdline = (entry / "cmdline").read_bytes().decode(errors="replace")
+            except OSError:
+                continue
+            ppid = int(next(line.split()[1] for line in status.splitlines() if line.startswith("PPid:")))
+            procs[int(entry.name)] = (ppid, cmdline)
+    raylets = {pid for pid, (ppid, cmd) in procs.items() if ppid == os.getpid() and "raylet" in cmd}
+    return [pid for pid, (ppid, cmd) in procs.items() if ppid in raylets and "ImplicitFunc" in cmd]
+
+
+def test_a_trial_retried_after_its_worker_died_records_each_epoch_once(
+    local_ray: None, settings: StudySettings
+) -> None:
+    epochs = 12
+    spec = tiny_spec(
+        dataset={"name": "synthetic", "synthetic": {"num_train": 4000, "num_test": 500}},
+        training={"epochs": epochs, "batch_size": 32, "optimizer": "adam", "lr": 0.01, "device": "cpu"},
+        search={"space": {"alpha": [0.5]}},
+        scheduler={"name": "fifo"},
+        max_concurrent_trials=1,
+        max_failures=2,
+    )
+    seen: list[list[TrialRecord]] = []
+    killed: list[int] = []
+
+    def kill_mid_trial() -> None:
+        # Once the trial is past epoch 3 (and before its end), its worker dies; Tune retries it from its last
+        # checkpoint, which is older than the epochs already logged (one per 10 s, and the run is shorter).
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline and not killed:
+            if seen and 3 <= max((r.epochs for r in seen[-1]), default=0) < epochs - 3:
+                for pid in _trial_workers():
+                    os.kill(pid, signal.SIGKILL)
+                    killed.append(pid)
+            time.sleep(0.05)
+
+    killer = threading.Thread(target=kill_mid_trial, daemon=True)
+    killer.start()
+    outcome = run_study(parse_spec(spec), settings=settings, on_progress=seen.append)
+    killer.join(timeout=5)
+    assert killed, "the trial ended before its worker could be killed"
+    assert outcome.status == "succeeded", outcome.trials
+    (trial,) = outcome.trials
+    assert (trial.status, trial.epochs) == ("finished", epochs)
+    progress = read_progress(settings.resolved_tracking_uri, outcome.study_id)
+    assert progress is not None and len(progress.trials) == 1
+    path = settings.resolved_tracking_uri.removeprefix("sqlite:///")
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        query = "SELECT key, step, COUNT(*) FROM metrics WHERE run_uuid = ? GROUP BY key, step"
+        rows = db.execute(query, (progress.trials[0].run_id,)).fetchall()
+    assert rows and {count for _, _, count in rows} == {1}, [r for r in rows if r[2] > 1]
+    assert sorted(step for key, step, _ in rows if key == "test_error") == list(range(1, epochs + 1))

@@ -12,7 +12,7 @@ import matplotlib.image
 import numpy as np
 import pytest
 
-from studies.records import TrialRecord, TrialStatus
+from studies.records import TrialRecord, TrialStatus, settled
 from studies.report import StudyReport, build_report, render_markdown, render_plot_png
 from studies.report_render import weight_decay_label
 from studies.spec import StudySpec
@@ -128,7 +128,15 @@ def test_best_row_per_column_follows_the_mode(layer_spec: StudySpec, layer_trial
 
 
 def test_counts_and_a_running_study_is_not_complete(layer_report: StudyReport) -> None:
-    assert layer_report.counts == {"pending": 0, "running": 1, "finished": 15, "stopped": 1, "failed": 1, "total": 18}
+    assert layer_report.counts == {
+        "pending": 0,
+        "running": 1,
+        "finished": 15,
+        "stopped": 1,
+        "failed": 1,
+        "cancelled": 0,
+        "total": 18,
+    }
     assert layer_report.complete is False
     assert (layer_report.study_id, layer_report.metric, layer_report.mode) == ("s-1", METRIC, "min")
 
@@ -204,6 +212,20 @@ def test_empty_study(layer_spec: StudySpec) -> None:
     )
     assert "0 trials" in render_markdown(report)
     assert render_plot_png(report) is None
+
+
+def test_an_ended_study_says_how_it_ended_not_in_progress(
+    layer_spec: StudySpec, layer_trials: list[TrialRecord]
+) -> None:
+    queued_then_cancelled = render_markdown(build_report(layer_spec, [], "s-0", study_status="cancelled"))
+    assert "0 trials (cancelled)." in queued_then_cancelled
+    assert "in progress" not in queued_then_cancelled
+    report = build_report(layer_spec, settled(layer_trials), "s-1", study_status="cancelled")
+    assert (report.study_status, report.counts["running"], report.counts["cancelled"]) == ("cancelled", 0, 1)
+    text = render_markdown(report)
+    assert "18 trials: 15 finished, 1 stopped early, 1 failed, 1 cancelled (cancelled)." in text
+    assert "| feature_map | 5.40 ± 0.00 (1) · 1 cancelled, 1 no metric | 5.20 ± 0.10 (3) |" in text
+    assert "(in progress)" in render_markdown(build_report(layer_spec, layer_trials, "s-1", study_status="running"))
 
 
 def test_markdown_bolds_the_best_cell_and_counts_the_trials(layer_report: StudyReport) -> None:

@@ -1,7 +1,9 @@
 """A real driver (`mixup-studies run`) is killed mid-study, resumed, stopped gracefully, and resumed again.
 
 The study is an Optuna (TPE) search, so the resume must restore the searcher's
-state too: it ends with exactly the requested trials, each with one MLflow run.
+state too: it ends with exactly the requested trials, each with one MLflow run, and each
+run's history holds one value per (metric, epoch) though epochs were replayed. The stop
+leaves no trial running.
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import sqlite3
 import sys
 import tempfile
 from pathlib import Path
@@ -96,6 +99,13 @@ def test_killed_and_stopped_drivers_resume_to_exactly_the_requested_trials(tmp_p
             assert progress.status == ("cancelled" if code == 3 else "succeeded")
             if code == 3:
                 assert "--resume" in driver.log_text()
+            # Stopped or completed, the study has ended: none of its trials is left running in MLflow.
+            states = [(t.trial_id, t.status, t.epochs, t.run_id) for t in progress.trials]
+            assert not [s for s in states if s[1] in ("pending", "running")], (states, driver.log_text()[-3000:])
+            client = MlflowClient(uri)
+            for trial in progress.trials:
+                run_status = client.get_run(trial.run_id or "").info.status
+                assert run_status == ("KILLED" if trial.status == "cancelled" else "FINISHED"), (trial, run_status)
 
         # 3. Resume again, to the end.
         driver = start("--resume")
@@ -113,6 +123,12 @@ def test_killed_and_stopped_drivers_resume_to_exactly_the_requested_trials(tmp_p
     client = MlflowClient(uri)
     for trial in progress.trials:
         steps = [m.step for m in client.get_metric_history(trial.run_id, "test_error")]
-        assert sorted(set(steps)) == [1, 2, 3, 4]
+        assert sorted(steps) == [1, 2, 3, 4]  # epochs replayed after the kill and the stop: recorded once
+    # Every metric, not only test_error: one row per (run, key, step) in the store.
+    with contextlib.closing(sqlite3.connect(home / "mlflow.db")) as db:
+        repeated = db.execute(
+            "SELECT run_uuid, key, step, COUNT(*) FROM metrics GROUP BY run_uuid, key, step HAVING COUNT(*) > 1"
+        ).fetchall()
+    assert repeated == []
     configs = {(round(t.params["alpha"], 9), t.params["layer"]) for t in progress.trials}
     assert len(configs) == TRIALS  # TPE's suggestions, none repeated by a searcher that forgot its state
