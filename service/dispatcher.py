@@ -51,7 +51,7 @@ from service.launchers.base import (
     Launch,
     Launcher,
 )
-from service.models import CANCELLED, FAILED, SUCCEEDED, Study
+from service.models import CANCELLED, FAILED, QUEUED, RUNNING, SUCCEEDED, Study
 from service.settings import ServiceSettings
 from studies.store import store_ready
 
@@ -134,6 +134,10 @@ class Dispatcher:
                 session.commit()
             slots = self.settings.max_running_studies - len(repository.running(session))
             for study in repository.queued_in_order(session, max(0, slots)):
+                # queued -> running only if still queued: a cancel may have ended it since the read above
+                if not repository.set_if_status(session, study, QUEUED, {"status": RUNNING}):
+                    session.commit()
+                    continue
                 self._claim(study)
                 session.commit()  # claimed before the driver starts: a crash now cannot start it twice
                 try:

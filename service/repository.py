@@ -188,14 +188,31 @@ def load_trials(db: Reader, seq: int) -> list[TrialRecord]:
 
 
 def request_cancel(session: Session, user: Principal, study_id: str) -> Study:
-    """Cancel now when queued; ask the dispatcher to stop the driver when running; Conflict when final."""
+    """Cancel now when queued; ask the dispatcher to stop the driver when running; Conflict when final.
+
+    Each change is a compare-and-set on the status the study was read with, not a read then a write: the
+    dispatcher may claim the study (queued -> running) or end it in between, and a plain write would undo
+    that (a claimed study marked cancelled while its driver ran on, unwatched).
+    """
     study = get(session, user, study_id)
-    if study.status in FINAL_STATUSES:
-        raise Conflict(f"study {study_id!r} already ended ({study.status}); nothing to cancel")
-    study.cancel_requested = True
-    if study.status == QUEUED:
-        finish(study, CANCELLED)
-    return study
+    changes: dict[str, dict[str, Any]] = {
+        QUEUED: {"status": CANCELLED, "cancel_requested": True, "exit_code": None, "error": None,
+                 "finished_at": utcnow()},
+        RUNNING: {"cancel_requested": True},
+    }  # fmt: skip
+    while study.status in changes:
+        if set_if_status(session, study, study.status, changes[study.status]):
+            return study
+    raise Conflict(f"study {study_id!r} already ended ({study.status}); nothing to cancel")
+
+
+def set_if_status(session: Session, study: Study, status: str, values: dict[str, Any]) -> bool:
+    """Write ``values`` to ``study`` only if its status is still ``status``; ``study`` is read again either way."""
+    query = update(Study).where(Study.seq == study.seq, Study.status == status).values(**values)
+    result = session.execute(query.execution_options(synchronize_session=False))
+    changed = result.rowcount  # type: ignore[attr-defined]  # a CursorResult for an UPDATE
+    session.refresh(study)
+    return bool(changed)
 
 
 def delete(session: Session, user: Principal, study_id: str) -> None:
