@@ -49,6 +49,8 @@ def trial_config(spec: StudySpec, params: Params) -> ExperimentConfig:
         if axis in params:
             overrides[path] = params[axis]
     overrides["training.seed"] = params.get(SEED, spec.training.seed)
+    if spec.search.seed_data:
+        overrides["dataset.split_seed"] = overrides["training.seed"]
     return base_config(spec).with_overrides(overrides)
 
 
