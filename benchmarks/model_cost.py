@@ -1,7 +1,8 @@
 """Parameter count and CPU cost per epoch of each built-in model at a few widths.
 
-One JSON line per (model, width): parameters, seconds per training step (forward + backward + SGD step,
-channels_last as the trainer uses it, median of ``--steps`` timed steps after one warm-up) on a
+One JSON line per (model, width): parameters, forward multiply-adds per image, seconds per training step
+(forward + backward + SGD step, channels_last as the trainer uses it, median of ``--steps`` timed steps after
+one warm-up) on a
 Fashion-MNIST-sized batch (128 × 1 × 28 × 28), and the implied seconds per epoch of a 10,000-image subset
 and of the full 60,000 images. The figures in docs/MODELS.md came from this script; they depend on what else
 the machine runs (its ``threads`` and the load are in the line).
@@ -20,6 +21,7 @@ import time
 import torch
 import torch.nn.functional as F
 from _common import machine
+from torch import nn
 
 from mixup_core import ModelConfig, build_model
 
@@ -32,7 +34,30 @@ GRID = (
     ("preact_resnet18", (0.125, 0.25, 0.5, 1.0)),
     ("wide_resnet28_10", (0.1, 0.25)),
 )
-QUICK_GRID = (("small_cnn", (1.0,)), ("lenet_fc", (0.5,)), ("preact_resnet18", (0.125,)))
+QUICK_GRID = (("lenet_fc", (0.5,)),)  # one line, as the smoke test reads it
+
+
+def forward_macs(model: nn.Module) -> int:
+    """Multiply-adds of one image's forward pass through the conv and linear layers (a training step is ~3×).
+
+    Independent of the machine's load, unlike the timings: the figure to compare models by.
+    """
+    total = 0
+
+    def count(module: nn.Module, args: tuple[torch.Tensor, ...], out: torch.Tensor) -> None:
+        nonlocal total
+        if isinstance(module, nn.Conv2d):
+            kh, kw = module.kernel_size
+            total += out.numel() * (module.in_channels // module.groups) * kh * kw
+        elif isinstance(module, nn.Linear):
+            total += out.numel() * module.in_features
+
+    handles = [m.register_forward_hook(count) for m in model.modules() if isinstance(m, nn.Conv2d | nn.Linear)]
+    with torch.no_grad():
+        model.eval()(torch.zeros((1, *SHAPE)))
+    for handle in handles:
+        handle.remove()
+    return total
 
 
 def step_seconds(name: str, width: float, steps: int) -> tuple[int, float]:
@@ -59,7 +84,7 @@ def step_seconds(name: str, width: float, steps: int) -> tuple[int, float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="three small models, one timed step: a smoke run")
+    parser.add_argument("--quick", action="store_true", help="one small model, one timed step: a smoke run")
     parser.add_argument("--steps", type=int, default=3)
     parser.add_argument("--threads", type=int, default=min(2, os.cpu_count() or 1))
     args = parser.parse_args()
@@ -68,11 +93,13 @@ def main() -> None:
     for name, widths in QUICK_GRID if args.quick else GRID:
         for width in widths:
             params, seconds = step_seconds(name, width, steps)
+            macs = forward_macs(build_model(ModelConfig(name=name, width=width), SHAPE, CLASSES))
             line = {
                 "benchmark": "model_cost",
                 "model": name,
                 "width": width,
                 "params": params,
+                "forward_mmacs_per_image": round(macs / 1e6, 2),
                 "step_s": round(seconds, 4),
                 "epoch_10k_s": round(seconds * 10_000 / BATCH, 1),
                 "epoch_60k_s": round(seconds * 60_000 / BATCH, 1),
