@@ -149,8 +149,8 @@ def seeds_line(report: StudyReport) -> str:
 
 def _comparison_section(report: StudyReport) -> list[str]:
     result, table = report.comparisons, report.factor_table
-    if result is None or table is None:
-        return []
+    if result is None or table is None or (result.baseline is not None and not result.comparisons):
+        return []  # no table, or the baseline is its only row: nothing to compare
     title = f"## Difference from the baseline ({result.baseline or 'none'})"
     if result.baseline is None:
         return [title, "", f"No comparison: {result.note}.", ""]

@@ -154,3 +154,11 @@ def test_variants_baseline_and_the_forest_plot() -> None:
     dumped = report.model_dump(mode="json")  # what the API returns
     assert dumped["comparisons"]["comparisons"][0]["verdict"] == "better"
     assert dumped["seed_data"] is False
+
+
+def test_a_table_of_only_the_baseline_has_no_comparison_section() -> None:
+    erm_only = spec(search={"space": {"alpha": [0.0]}, "seeds": [0, 1]})
+    report = build_report(erm_only, trials({0.0: [1.0, 2.0]}))
+    assert report.comparisons is not None
+    assert (report.comparisons.baseline, report.comparisons.comparisons) == ("all", [])
+    assert "Difference from the baseline" not in render_markdown(report)
