@@ -102,3 +102,27 @@ def test_lenet_fc_needs_four_pixels_per_side() -> None:
             dataset=DataConfig.model_validate({"name": "synthetic", "synthetic": {"shape": [1, 3, 3]}}),
             model=ModelConfig(name="lenet_fc"),
         )
+
+
+def test_compiled_model_cache_tells_widths_apart() -> None:
+    # Trials of one worker share compiled models by architecture; two widths of one model are two
+    # architectures, or the second trial would load its weights into the first one's shapes.
+    from mixup_core import MixupConfig, SyntheticConfig, TrainConfig, Trainer
+    from mixup_core.compiled import clear_compiled_models
+
+    clear_compiled_models()
+    base = ExperimentConfig(
+        dataset=DataConfig(name="synthetic", synthetic=SyntheticConfig(num_train=64, num_test=32)),
+        model=ModelConfig(name="mlp"),
+        mixup=MixupConfig(alpha=0.0),
+        training=TrainConfig(epochs=1, batch_size=16, device="cpu", compile=True),
+    )
+    try:
+        wide = Trainer(base)
+        narrow = Trainer(base.with_overrides({"model.width": 0.5}))
+        assert tuple(wide.model.get_parameter("fc.weight").shape) == (4, 128)
+        assert tuple(narrow.model.get_parameter("fc.weight").shape) == (4, 64)
+        wide.close()
+        narrow.close()
+    finally:
+        clear_compiled_models()
