@@ -18,8 +18,8 @@ regularisation only costs it: on Fashion-MNIST with 40 % noisy labels (10,000
 images, 20 epochs) ERM reached 15.2 % test error and mixup α = 1 16.5 %, α = 8
 18.3 % — the paper's direction reversed (issue 12; a plain PyTorch loop with the
 same layout agrees: ERM 14.4, α = 1 15.6). Use ``lenet_fc`` (two conv layers and
-a 256-unit fully connected layer, 0.82 M parameters), which memorises the noise
-and shows mixup ahead (ERM 17.3 vs α = 1 13.4 in the same plain loop), or a
+a 256-unit fully connected layer, 0.82 M parameters), whose shape memorises the
+noise and showed mixup ahead (ERM 17.3 vs α = 1 13.4 in the same plain loop), or a
 narrow ``preact_resnet18`` (``ModelConfig.width``).
 """
 
