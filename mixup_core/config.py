@@ -158,7 +158,16 @@ class DataConfig(_Config):
     )
     download: bool = Field(True, description="Download CIFAR/MNIST when missing and a network is there.")
     train_subset: int | None = Field(None, ge=1, description="Stratified subset of this many training samples.")
-    label_noise: float = Field(0.0, ge=0, lt=1, description="Fraction of training labels replaced by a wrong one.")
+    label_noise: float = Field(
+        0.0, ge=0, lt=1, description="Fraction of training labels replaced (how: label_noise_mode)."
+    )
+    # flip stays the default: it is what label_noise meant before the mode existed, and a stored study that is
+    # resumed or re-run must train on the same labels as before.
+    label_noise_mode: Literal["flip", "uniform"] = Field(
+        "flip",
+        description="flip: each replaced label becomes a random *different* class (exactly label_noise wrong); "
+        "uniform: the paper's (Zhang et al. 2017): a class drawn from all C, so ~1/C land on the true one.",
+    )
     validation_fraction: float = Field(0.0, ge=0, lt=1, description="Stratified share of train held out.")
     augment: bool | None = Field(None, description="Random crop (pad 4) + flip; None: on for CIFAR only.")
     split_seed: int = Field(
@@ -186,8 +195,17 @@ class ModelConfig(_Config):
     """Which network to train."""
 
     name: str = Field(
-        description="preact_resnet18, wide_resnet28_10, small_cnn, mlp, or torchvision:<classification model>.",
+        description="preact_resnet18, wide_resnet28_10, small_cnn, lenet_fc, mlp, "
+        "or torchvision:<classification model>.",
         json_schema_extra=names_schema(_model_names),
+    )
+    width: float = Field(
+        1.0,
+        gt=0,
+        le=16,
+        allow_inf_nan=False,
+        description="Multiplies the layer sizes of a built-in model; 1.0 is the paper's width "
+        "(preact_resnet18 at 0.25 has 16..128 channels and 1/16 of the parameters). Built-ins only.",
     )
 
     @field_validator("name")
@@ -197,6 +215,13 @@ class ModelConfig(_Config):
 
         check_model_name(name)
         return name
+
+    @model_validator(mode="after")
+    def _width_for_built_ins(self) -> ModelConfig:
+        from mixup_core.models.registry import check_model_width
+
+        check_model_width(self.name, self.width)
+        return self
 
 
 class TrainConfig(_Config):

@@ -129,6 +129,7 @@ class Trainer:
             return model, model
         key = (
             self.config.model.name,
+            self.config.model.width,
             self.data.input_shape,
             self.data.num_classes,
             str(self.device),

@@ -19,9 +19,10 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from mixup_core import metrics
+from studies.comparison import BaselineComparisons, Comparison, baseline_index, compare
 from studies.records import FINAL_TRIAL_STATUSES, TRIAL_STATUSES, TrialRecord, TrialStatus
 from studies.report_render import format_value, render_markdown, render_plot_png, weight_decay_label
-from studies.spec import VARIANT, Range
+from studies.spec import SEED, VARIANT, Range
 
 if TYPE_CHECKING:
     from studies.spec import StudySpec
@@ -29,6 +30,8 @@ if TYPE_CHECKING:
 __all__ = [
     "ALL_LABEL",
     "AlphaPoint",
+    "BaselineComparisons",
+    "Comparison",
     "FactorCell",
     "FactorColumn",
     "FactorRow",
@@ -147,6 +150,15 @@ class StudyReport(_Model):
     failures: list[FailureRow]
     first_error: str | None = Field(description="The first failed trial's error.")
     alpha_curve: list[AlphaPoint] = Field(description="Empty when α is not a search axis.")
+    seeds: list[int] = Field(description="The seeds every configuration was run with (search.seeds).")
+    seed_data: bool = Field(
+        description="True: each seed also resampled the data (training subset, noisy labels, splits); "
+        "False: the data were fixed by dataset.split_seed and seeds changed initialisation and batch order only."
+    )
+    split_seed: int = Field(description="dataset.split_seed (used by every trial when seed_data is False).")
+    comparisons: BaselineComparisons | None = Field(
+        None, description="Each factor-table row against the baseline row: difference with a 95 % CI over seeds."
+    )
 
 
 def build_report(
@@ -170,6 +182,7 @@ def build_report(
         first_error = failed[0].error or f"trial {failed[0].trial_id} failed without an error message"
     counts: dict[str, int] = {status: sum(t.status == status for t in trials) for status in STATUSES}
     counts["total"] = len(trials)
+    table = _factor_table(spec, trials)
     return StudyReport(
         study_id=study_id,
         study_status=study_status,
@@ -181,10 +194,14 @@ def build_report(
         complete=bool(trials) and all(t.status in FINAL_TRIAL_STATUSES for t in trials),
         leaderboard=leaderboard,
         best=leaderboard[0] if leaderboard else None,
-        factor_table=_factor_table(spec, trials),
+        factor_table=table,
         failures=[FailureRow(trial_id=t.trial_id, params=_plain(t.params), error=t.error) for t in failed],
         first_error=first_error,
         alpha_curve=_alpha_curve(spec, trials),
+        seeds=list(spec.search.seeds),
+        seed_data=spec.search.seed_data,
+        split_seed=spec.dataset.split_seed,
+        comparisons=_comparisons(spec, trials, table) if table is not None else None,
     )
 
 
@@ -317,16 +334,25 @@ def _best_row(mode: str, rows: list[FactorRow], column: int) -> str | None:
     return pick(scored, key=lambda ml: ml[0])[1]
 
 
-def _factor_table(spec: StudySpec, trials: Sequence[TrialRecord]) -> FactorTable | None:
-    order, has_range = _varied(spec)
-    if not trials or has_range:
-        return None
+def _groups(
+    spec: StudySpec, trials: Sequence[TrialRecord]
+) -> tuple[list[str], dict[tuple[Key, float], list[TrialRecord]]]:
+    """The row factors (weight decay and seed excluded) and the trials of each (row key, weight decay)."""
+    order, _ = _varied(spec)
     wd_varied = WEIGHT_DECAY in order
     factors = [f for f in order if f != WEIGHT_DECAY]
     groups: dict[tuple[Key, float], list[TrialRecord]] = defaultdict(list)
     for t in trials:
         key = tuple(_param(spec, t, f) for f in factors)
         groups[key, _weight_decay(spec, t, wd_varied)].append(t)
+    return factors, groups
+
+
+def _factor_table(spec: StudySpec, trials: Sequence[TrialRecord]) -> FactorTable | None:
+    _, has_range = _varied(spec)
+    if not trials or has_range:
+        return None
+    factors, groups = _groups(spec, trials)
     keys = sorted({k for k, _ in groups}, key=lambda k: _sort_key(spec, factors, k))
     wds = sorted({wd for _, wd in groups})
     rows = [
@@ -342,6 +368,40 @@ def _factor_table(spec: StudySpec, trials: Sequence[TrialRecord]) -> FactorTable
         for i, wd in enumerate(wds)
     ]
     return FactorTable(factors=factors, columns=columns, rows=rows)
+
+
+def _seed_values(spec: StudySpec, trials: Sequence[TrialRecord]) -> list[tuple[Any, float]]:
+    # (seed, value) of the finished trials with the metric: what a factor cell's mean is made of.
+    return [
+        (_plain(t.params).get(SEED), value)
+        for t in trials
+        if t.status == "finished" and (value := _metric(t, spec.metric)) is not None
+    ]
+
+
+def _comparisons(spec: StudySpec, trials: Sequence[TrialRecord], table: FactorTable) -> BaselineComparisons:
+    """Every row of the factor table against the baseline row, column by column."""
+    base = baseline_index(spec, [row.factors for row in table.rows])
+    if base is None:
+        wanted = spec.baseline or {ALPHA: 0.0}
+        named = ", ".join(f"{k}={format_value(v)}" for k, v in wanted.items())
+        note = f"no row of the factor table has {named}; name the reference row with the spec's `baseline` field"
+        return BaselineComparisons(baseline=None, note=note)
+    factors, groups = _groups(spec, trials)
+    base_key = tuple(table.rows[base].factors[f] for f in factors)
+    comparisons = [
+        compare(
+            row.label,
+            column.weight_decay,
+            _seed_values(spec, groups.get((tuple(row.factors[f] for f in factors), column.weight_decay), [])),
+            _seed_values(spec, groups.get((base_key, column.weight_decay), [])),
+            spec.resolved_mode,
+        )
+        for i, row in enumerate(table.rows)
+        if i != base
+        for column in table.columns
+    ]
+    return BaselineComparisons(baseline=table.rows[base].label, comparisons=comparisons)
 
 
 def _alpha_curve(spec: StudySpec, trials: Sequence[TrialRecord]) -> list[AlphaPoint]:

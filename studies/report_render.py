@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from mixup_core import metrics
 
 if TYPE_CHECKING:
+    from studies.comparison import Comparison
     from studies.report import AlphaPoint, FactorCell, LeaderboardRow, StudyReport
 
 LEADERBOARD_ROWS = 10
@@ -119,6 +120,56 @@ def _factor_section(report: StudyReport) -> list[str]:
     ]
 
 
+def _signed(value: float) -> str:
+    return f"{value:+.2f}".replace("-", "−")
+
+
+def _comparison_text(c: Comparison) -> str:
+    if c.difference is None:
+        return "–"
+    how = "paired" if c.paired else f"vs {c.n_baseline}"
+    if c.ci_low is None or c.ci_high is None:
+        return f"{_signed(c.difference)} (n={c.n} {how}; {c.verdict})"
+    interval = f"[{_signed(c.ci_low)}, {_signed(c.ci_high)}]"
+    verdict = f"**{c.verdict}**" if c.verdict in ("better", "worse") else c.verdict
+    return f"{_signed(c.difference)} {interval} (n={c.n} {how}) {verdict}"
+
+
+def seeds_line(report: StudyReport) -> str:
+    """Which seeds ran and what they changed: only initialisation and batch order, or the data too."""
+    seeds = ", ".join(str(s) for s in report.seeds)
+    if report.seed_data:
+        return (
+            f"Seeds {seeds}: each seed also resampled the data (training subset, noisy labels, splits: "
+            "`search.seed_data`), so the spread over seeds includes the data's."
+        )
+    return (
+        f"Seeds {seeds}: initialisation and batch order only; every trial saw the same data "
+        f"(`dataset.split_seed` = {report.split_seed}: subset, noisy labels, splits)."
+    )
+
+
+def _comparison_section(report: StudyReport) -> list[str]:
+    result, table = report.comparisons, report.factor_table
+    if result is None or table is None or (result.baseline is not None and not result.comparisons):
+        return []  # no table, or the baseline is its only row: nothing to compare
+    title = f"## Difference from the baseline ({result.baseline or 'none'})"
+    if result.baseline is None:
+        return [title, "", f"No comparison: {result.note}.", ""]
+    by_cell = {(c.row, c.weight_decay): c for c in result.comparisons}
+    rows = [
+        [row.label, *(_comparison_text(by_cell[row.label, col.weight_decay]) for col in table.columns)]
+        for row in table.rows
+        if row.label != result.baseline
+    ]
+    about = (
+        f"Row minus baseline in `{report.metric}`, with a {result.confidence:.0%} confidence interval (Student t) "
+        "over seeds: paired by seed where both sides ran the same seeds (n = pairs), else Welch's interval (n = the "
+        "row's trials vs the baseline's). **better** / **worse**: the interval excludes 0."
+    )
+    return [title, "", about, "", *_table(["row", *(c.label for c in table.columns)], rows), ""]
+
+
 def _params_text(params: dict[str, Any]) -> str:
     return ", ".join(f"{k}={format_value(v)}" for k, v in params.items())
 
@@ -190,7 +241,9 @@ def render_markdown(report: StudyReport) -> str:
     if report.study_status not in (None, "running"):  # an ended (or queued) study is not "in progress"
         status = str(report.study_status)
     lines = [f"# Study report: {report.name}", "", about + ".", "", f"{counts_line(report.counts)} ({status}).", ""]
-    lines += _factor_section(report) + _leaderboard_section(report) + _failures_section(report)
+    lines += [seeds_line(report), ""]
+    lines += _factor_section(report) + _comparison_section(report)
+    lines += _leaderboard_section(report) + _failures_section(report)
     return "\n".join(lines).rstrip("\n") + "\n"
 
 
@@ -226,32 +279,10 @@ def warm_up_plotting() -> None:
     _warm_up.start()
 
 
-def render_plot_png(report: StudyReport) -> bytes | None:
-    """The metric against α: one panel per weight decay, one line (mean ± std) per series.
-
-    Args:
-        report: from :func:`~studies.report.build_report`.
-
-    Returns:
-        PNG bytes, or None when α was not varied (or no trial has finished yet): nothing to plot.
-    """
+def _draw_alpha_curve(axes: Sequence[Any], report: StudyReport, weight_decays: list[float]) -> None:
     curve = report.alpha_curve
-    if not curve:
-        return None
-    if _warm_up is not None:
-        _warm_up.join()  # matplotlib's shared font objects are not safe to draw with from two threads at once
-    # Imported here: matplotlib is slow to import and only this function needs it. An explicit Agg canvas
-    # on a bare Figure renders headless without pyplot's global figure registry or a global backend switch
-    # (matplotlib.use would close the figures of a notebook that imported us).
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    weight_decays = sorted({p.weight_decay for p in curve})
     alphas = [p.alpha for p in curve]
     log_x = min(alphas) > 0 and max(alphas) / min(alphas) >= 10
-    fig = Figure(figsize=(4.8 * len(weight_decays), 4.0), layout="constrained")
-    FigureCanvasAgg(fig)
-    axes = fig.subplots(1, len(weight_decays), sharey=True, squeeze=False)[0]
     series = _series_order(curve)
     for ax, wd in zip(axes, weight_decays, strict=True):
         for name in series:
@@ -271,13 +302,71 @@ def render_plot_png(report: StudyReport) -> bytes | None:
         ticks = sorted(set(alphas))
         ax.set_xticks(ticks, labels=[format_value(a) for a in ticks])
         ax.minorticks_off()
-        ax.set_title(weight_decay_label(wd))
+        ax.set_title(f"{weight_decay_label(wd)}: mean ± std over finished trials")
         ax.set_xlabel("α")
         ax.grid(alpha=0.3)
     axes[0].set_ylabel(report.metric + (" (%)" if report.metric in _PERCENT else ""))
     if len(series) > 1:
         axes[-1].legend(fontsize="small")
-    fig.suptitle(f"{report.name}: {report.metric} vs α (mean ± std over finished trials)")
+
+
+def _drawn_comparisons(report: StudyReport) -> list[Comparison]:
+    result = report.comparisons
+    return [c for c in result.comparisons if c.ci_low is not None] if result is not None else []
+
+
+def _draw_comparisons(axes: Sequence[Any], report: StudyReport, weight_decays: list[float]) -> None:
+    # A forest plot per weight decay: each row's difference from the baseline with its 95 % CI, 0 marked.
+    drawn = _drawn_comparisons(report)
+    labels = list(dict.fromkeys(c.row for c in drawn))
+    assert report.comparisons is not None
+    for ax, wd in zip(axes, weight_decays, strict=True):
+        for y, label in enumerate(labels):
+            for c in drawn:
+                if c.row == label and c.weight_decay == wd and c.ci_low is not None and c.ci_high is not None:
+                    assert c.difference is not None
+                    color = {"better": "tab:green", "worse": "tab:red"}.get(c.verdict, "tab:gray")
+                    err = [[c.difference - c.ci_low], [c.ci_high - c.difference]]
+                    ax.errorbar([c.difference], [y], xerr=err, fmt="o", color=color, capsize=3)
+        ax.axvline(0.0, color="black", linewidth=0.8)
+        ax.set_yticks(range(len(labels)), labels=labels)
+        ax.invert_yaxis()
+        ax.set_title(f"{weight_decay_label(wd)}: minus {report.comparisons.baseline}, 95 % CI")
+        ax.set_xlabel(f"Δ {report.metric}")
+        ax.grid(alpha=0.3, axis="x")
+
+
+def render_plot_png(report: StudyReport) -> bytes | None:
+    """The metric against α, and each row's difference from the baseline with its 95 % CI.
+
+    One column of panels per weight decay: the α curve (one line, mean ± std, per series) on top when α was
+    varied, the differences from the baseline (a forest plot) below when there are any with an interval.
+
+    Args:
+        report: from :func:`~studies.report.build_report`.
+
+    Returns:
+        PNG bytes, or None when there is neither an α curve nor an interval to draw.
+    """
+    curve, drawn = report.alpha_curve, _drawn_comparisons(report)
+    if not curve and not drawn:
+        return None
+    if _warm_up is not None:
+        _warm_up.join()  # matplotlib's shared font objects are not safe to draw with from two threads at once
+    # Imported here: matplotlib is slow to import and only this function needs it. An explicit Agg canvas
+    # on a bare Figure renders headless without pyplot's global figure registry or a global backend switch
+    # (matplotlib.use would close the figures of a notebook that imported us).
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    weight_decays = sorted({p.weight_decay for p in curve} | {c.weight_decay for c in drawn})
+    panels = [draw for draw, present in ((_draw_alpha_curve, curve), (_draw_comparisons, drawn)) if present]
+    fig = Figure(figsize=(4.8 * len(weight_decays), 4.0 * len(panels)), layout="constrained")
+    FigureCanvasAgg(fig)
+    grid = fig.subplots(len(panels), len(weight_decays), squeeze=False)
+    for draw, axes in zip(panels, grid, strict=True):
+        draw(list(axes), report, weight_decays)
+    fig.suptitle(f"{report.name}: {report.metric}")
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=100)
     return buffer.getvalue()

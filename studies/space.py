@@ -50,6 +50,8 @@ def trial_config(spec: StudySpec, params: Params, variants: dict[str, Variant] |
         if axis in params:
             overrides[path] = params[axis]
     overrides["training.seed"] = params.get(SEED, spec.training.seed)
+    if spec.search.seed_data:
+        overrides["dataset.split_seed"] = overrides["training.seed"]
     # Unvalidated base: a base that no trial runs as-is (alpha 1 with batch size 1, every trial alpha 0) is fine.
     base = ExperimentConfig.model_construct(
         dataset=spec.dataset, model=spec.model, mixup=spec.mixup, training=spec.training, evaluation=spec.evaluation

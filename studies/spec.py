@@ -135,6 +135,11 @@ class SearchConfig(_Spec):
         list[Annotated[int, Field(ge=0, le=MAX_SEED)]],
         Field(min_length=1, fail_fast=True, json_schema_extra={"uniqueItems": True}),
     ] = [0]
+    seed_data: bool = Field(
+        False,
+        description="Each seed also seeds the data (dataset.split_seed := seed): the training subset, the noisy "
+        "labels, the validation and UCI splits. Off: seeds change initialisation and batch order only.",
+    )
 
     @field_validator("variants")
     @classmethod
@@ -208,6 +213,11 @@ class StudySpec(_Spec):
     scheduler: SchedulerConfig = SchedulerConfig()
     metric: str = Field(metrics.MEDIAN_TEST_ERROR, json_schema_extra={"enum": list(KNOWN_METRICS)})
     mode: Literal["min", "max"] | None = Field(None, description="Default: min for errors and losses.")
+    baseline: dict[str, float | str] | None = Field(
+        None,
+        description="The report's reference row, by factor values ({variant: ERM} or {alpha: 0.0, layer: input}); "
+        "every row is compared with it (difference, 95 % CI over seeds). Default: the first row with alpha 0.",
+    )
     resources: Resources = Resources()
     max_concurrent_trials: int | None = Field(None, ge=1)
     time_budget_s: float | None = Field(None, gt=0)
@@ -238,4 +248,9 @@ class StudySpec(_Spec):
 
         context = info.context if isinstance(info.context, dict) else {}
         check_space(self, int(context.get("max_trials", DEFAULT_MAX_TRIALS)))
+        from studies.comparison import check_baseline
+
+        errors = check_baseline(self)
+        if errors:
+            raise ValueError("; ".join(errors))
         return self

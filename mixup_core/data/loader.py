@@ -64,7 +64,7 @@ class LoadedDataset:
         std: Per-channel pixel std; None for vectors.
         pad_fill: ``(C,)`` normalised value of a black pixel (``-mean/std``), the padding
             value for crops; zeros for synthetic images; None for vectors.
-        noisy: ``(N,)`` bool, True where ``train_y`` was corrupted; None without label noise.
+        noisy: ``(N,)`` bool, True where ``train_y`` is wrong (was corrupted); None without label noise.
     """
 
     train_x: Tensor
@@ -120,7 +120,7 @@ def _carve(
     noisy = None
     if config.label_noise > 0:
         rng = make_rng(seed, STREAM_LABEL_NOISE)
-        train_y, noisy = corrupt_labels(train_y, config.label_noise, num_classes, rng)
+        train_y, noisy = corrupt_labels(train_y, config.label_noise, num_classes, rng, config.label_noise_mode)
     return train_idx, val_idx, train_y, noisy
 
 

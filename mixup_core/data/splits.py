@@ -8,6 +8,8 @@ so the dataset keeps its on-disk order; training shuffles batches anyway.
 
 from __future__ import annotations
 
+from typing import Literal
+
 import numpy as np
 import numpy.typing as npt
 
@@ -104,46 +106,58 @@ def stratified_split(labels: npt.ArrayLike, n_holdout: int, rng: np.random.Gener
 
 
 def corrupt_labels(
-    labels: npt.ArrayLike, fraction: float, num_classes: int, rng: np.random.Generator
+    labels: npt.ArrayLike,
+    fraction: float,
+    num_classes: int,
+    rng: np.random.Generator,
+    mode: Literal["flip", "uniform"] = "flip",
 ) -> tuple[IntArray, BoolArray]:
-    """Replace exactly ``round(fraction · N)`` labels by a uniformly random *different* class.
+    """Corrupt ``round(fraction · N)`` labels, chosen uniformly without replacement.
 
-    The paper replaces p% of the labels "with random ones", which leaves about
-    p/C of those unchanged by chance. Here every replaced label is wrong, so the
-    configured fraction is exactly the fraction of wrong labels (and ``noisy``
-    marks exactly the wrong ones); the wrong class is uniform over the other
-    ``C - 1`` classes. With ``p_paper`` in mind, ``p = p_paper · (C - 1) / C``.
+    ``mode="uniform"`` is the paper's definition (Zhang et al. 2018, Table 2,
+    following Zhang et al. 2017, "Understanding deep learning requires rethinking
+    generalization"): each chosen label is replaced by a class drawn uniformly from
+    all ``C``, so about 1/C of them land on the true class by chance and the share
+    of wrong labels is about ``fraction · (C - 1) / C`` (36 % for 40 % on 10 classes).
+
+    ``mode="flip"``: each chosen label becomes a uniformly random *different* class,
+    so exactly ``fraction`` of the labels are wrong. ``flip`` at ``p · (C - 1) / C``
+    matches ``uniform`` at ``p`` in expectation.
 
     Args:
         labels: ``(N,)`` clean labels in ``[0, num_classes)``.
-        fraction: Share of labels to corrupt, in ``[0, 1)``.
-        num_classes: Number of classes ``C`` (>= 2 when anything is corrupted).
+        fraction: Share of labels to replace, in ``[0, 1)``.
+        num_classes: Number of classes ``C`` (>= 2 when anything is replaced).
         rng: Source of randomness.
+        mode: ``flip`` (every replaced label wrong) or ``uniform`` (the paper's).
 
     Returns:
         ``(noisy_labels, noisy)``: ``(N,)`` int64 labels and ``(N,)`` bool mask of
-        the corrupted positions.
+        the labels that are now wrong (in ``uniform`` mode, the replaced ones that
+        did not land on the true class).
 
     Raises:
-        ValueError: ``fraction`` outside ``[0, 1)``, fewer than two classes, or
-            labels outside ``[0, num_classes)``.
+        ValueError: ``fraction`` outside ``[0, 1)``, fewer than two classes, labels
+            outside ``[0, num_classes)``, or an unknown ``mode``.
     """
     y = np.asarray(labels, dtype=np.int64)
     if not 0 <= fraction < 1:
         raise ValueError(f"label noise fraction must be in [0, 1), got {fraction=}")
+    if mode not in ("flip", "uniform"):
+        raise ValueError(f"label noise mode must be 'flip' or 'uniform', got {mode=}")
     n = len(y)
     k = round(fraction * n)
-    noisy = np.zeros(n, dtype=bool)
     out = y.copy()
     if k == 0:
-        return out, noisy
+        return out, np.zeros(n, dtype=bool)
     if num_classes < 2:
         raise ValueError(f"label noise needs at least two classes, got {num_classes=}")
     if y.min() < 0 or y.max() >= num_classes:
         raise ValueError(f"labels must be in [0, {num_classes}), got range [{y.min()}, {y.max()}]")
     chosen = rng.choice(n, size=k, replace=False)  # (k,) distinct positions
-    # Adding an offset in 1..C-1 modulo C maps each class uniformly onto the others.
-    offsets = rng.integers(1, num_classes, size=k)
-    out[chosen] = (y[chosen] + offsets) % num_classes
-    noisy[chosen] = True
-    return out, noisy
+    if mode == "flip":
+        # Adding an offset in 1..C-1 modulo C maps each class uniformly onto the others.
+        out[chosen] = (y[chosen] + rng.integers(1, num_classes, size=k)) % num_classes
+    else:
+        out[chosen] = rng.integers(0, num_classes, size=k)  # (k,) any class, the true one included
+    return out, out != y

@@ -20,6 +20,8 @@ from collections import OrderedDict
 import torch
 from torch import nn
 
+from mixup_core.models.width import scaled
+
 # Mixing points of the residual nets: Table 5's "Layer k" is the input of stage k,
 # "Layer 5" (feature_map) the input of global pooling, i.e. the last feature map.
 _RESNET_MIX_POINTS = {"layer1": "layer1", "layer2": "layer2", "layer3": "layer3", "layer4": "layer4"}
@@ -113,12 +115,14 @@ class PreActResNet18(nn.Sequential):
     Args:
         in_channels: Channels of the input images.
         num_classes: Number of logits.
+        width: Multiplies every channel count (the paper's 64, 128, 256, 512 at 1.0;
+            0.25 gives 16, 32, 64, 128 and 1/16 of the parameters and compute).
     """
 
     mix_points: dict[str, str]
 
-    def __init__(self, in_channels: int = 3, num_classes: int = 10) -> None:
-        widths = (64, 128, 256, 512)
+    def __init__(self, in_channels: int = 3, num_classes: int = 10, width: float = 1.0) -> None:
+        widths = tuple(scaled(c, width) for c in (64, 128, 256, 512))
         stages = OrderedDict(
             (f"layer{k + 1}", preact_stage(widths[max(k - 1, 0)], width, 2, 1 if k == 0 else 2))
             for k, width in enumerate(widths)

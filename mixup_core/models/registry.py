@@ -18,29 +18,33 @@ from typing import TYPE_CHECKING
 import torch
 from torch import nn
 
+from mixup_core.models.lenet_fc import LeNetFC
 from mixup_core.models.mlp import MLP
 from mixup_core.models.preact_resnet import PreActResNet18
 from mixup_core.models.small_cnn import SmallCNN
 from mixup_core.models.tv import TORCHVISION_PREFIX, build_on_meta, build_torchvision_model, torchvision_model_names
 from mixup_core.models.wide_resnet import WideResNet
+from mixup_core.models.width import scaled
 
 if TYPE_CHECKING:
     from mixup_core.config import ModelConfig
 
-MODEL_NAMES: tuple[str, ...] = ("preact_resnet18", "wide_resnet28_10", "small_cnn", "mlp")
+MODEL_NAMES: tuple[str, ...] = ("preact_resnet18", "wide_resnet28_10", "small_cnn", "lenet_fc", "mlp")
 """The built-in models; ``torchvision:<name>`` adds any torchvision classification model."""
 
 MODULE_PREFIX = "module:"
 
-# Built-ins: (per-sample input shape, number of classes) -> untrained model.
-_BUILDERS: dict[str, Callable[[tuple[int, ...], int], nn.Module]] = {
-    "preact_resnet18": lambda shape, classes: PreActResNet18(shape[0], classes),
-    "wide_resnet28_10": lambda shape, classes: WideResNet(shape[0], classes, depth=28, widen_factor=10),
-    "small_cnn": lambda shape, classes: SmallCNN(shape[0], classes),
-    "mlp": lambda shape, classes: MLP(math.prod(shape), classes),
+# Built-ins: (per-sample input shape, number of classes, width multiplier) -> untrained model.
+_BUILDERS: dict[str, Callable[[tuple[int, ...], int, float], nn.Module]] = {
+    "preact_resnet18": lambda shape, classes, width: PreActResNet18(shape[0], classes, width),
+    "wide_resnet28_10": lambda shape, classes, width: WideResNet(shape[0], classes, 28, 10, width),
+    "small_cnn": lambda shape, classes, width: SmallCNN(shape[0], classes, scaled(32, width)),
+    "lenet_fc": lambda shape, classes, width: LeNetFC((shape[0], shape[1], shape[2]), classes, width),
+    "mlp": lambda shape, classes, width: MLP(math.prod(shape), classes, scaled(128, width)),
 }
 # small_cnn pools twice; below 8×8 its last stage would see at most one position per side.
-_MIN_SIDE = {"small_cnn": 8}
+# lenet_fc pools twice before its fully connected layer, which needs at least one position.
+_MIN_SIDE = {"small_cnn": 8, "lenet_fc": 4}
 
 
 def _torchvision_name(name: str) -> str | None:
@@ -139,19 +143,20 @@ def _check_input(name: str, shape: tuple[int, ...]) -> None:
 @lru_cache(maxsize=32)
 def _meta_model(name: str, shape: tuple[int, ...]) -> nn.Module:
     # Shared and cached: only for reading names and shapes, never handed out.
+    # The width does not change a model's module names, so width 1 answers for every width.
     try:
-        return build_on_meta(lambda: _build(name, shape, 10)).eval()
+        return build_on_meta(lambda: _build(name, shape, 10, 1.0)).eval()
     except NotImplementedError:
         raise  # no meta kernel (inside an outer meta build): the callers handle it
     except (RuntimeError, OverflowError, TypeError) as err:  # a size torch cannot hold: mlp's width = C·H·W
         raise ValueError(f"model {name} cannot take input_shape={shape}: {err}") from err
 
 
-def _build(name: str, shape: tuple[int, ...], num_classes: int) -> nn.Module:
+def _build(name: str, shape: tuple[int, ...], num_classes: int, width: float) -> nn.Module:
     tv_name = _torchvision_name(name)
     if tv_name is not None:
         return build_torchvision_model(tv_name, num_classes)
-    return _BUILDERS[name](shape, num_classes)
+    return _BUILDERS[name](shape, num_classes, width)
 
 
 def _named_points(model: nn.Module) -> dict[str, str]:
@@ -239,9 +244,29 @@ def build_model(config: ModelConfig | str, input_shape: Sequence[int], num_class
     Raises:
         ValueError: Unknown model, an input it cannot take, or ``num_classes < 1``.
     """
-    name = config if isinstance(config, str) else config.name
+    name, width = (config, 1.0) if isinstance(config, str) else (config.name, config.width)
     shape = _as_shape(input_shape)
     check_model_input(name, shape)
+    check_model_width(name, width)
     if num_classes < 1:
         raise ValueError(f"num_classes must be >= 1, got {num_classes=}")
-    return _build(name, shape, num_classes)
+    return _build(name, shape, num_classes, width)
+
+
+def check_model_width(name: str, width: float) -> None:
+    """Raises ``ValueError`` unless ``width`` is > 0, and 1.0 for a torchvision model (built as published).
+
+    Args:
+        name: A model name.
+        width: ``ModelConfig.width``.
+
+    Raises:
+        ValueError: The message names the model and the width.
+    """
+    if not (width > 0 and math.isfinite(width)):
+        raise ValueError(f"model.width must be a finite number > 0, got width={width!r}")
+    if _torchvision_name(name) is not None and width != 1.0:
+        raise ValueError(
+            f"model.width scales the built-in models only; {name} is built as torchvision publishes it, "
+            f"got width={width!r} (leave it at 1.0)"
+        )

@@ -15,6 +15,7 @@ from collections import OrderedDict
 from torch import nn
 
 from mixup_core.models.preact_resnet import classifier_head, preact_stage
+from mixup_core.models.width import scaled
 
 
 class WideResNet(nn.Sequential):
@@ -31,18 +32,22 @@ class WideResNet(nn.Sequential):
         in_channels: Channels of the input images.
         num_classes: Number of logits.
         depth: Total depth; must be 6n + 4.
-        widen_factor: k, the width multiplier.
+        widen_factor: k, the width multiplier of the paper's WRN.
+        width: Multiplies the stages' channels 16k, 32k, 64k once more (the stem keeps
+            16): WRN-28-10 at 0.25 is WRN-28-2.5 (40, 80, 160 channels).
     """
 
     mix_points: dict[str, str]
 
-    def __init__(self, in_channels: int = 3, num_classes: int = 10, depth: int = 28, widen_factor: int = 10) -> None:
+    def __init__(
+        self, in_channels: int = 3, num_classes: int = 10, depth: int = 28, widen_factor: int = 10, width: float = 1.0
+    ) -> None:
         if (depth - 4) % 6 != 0 or depth < 10:
             raise ValueError(f"WideResNet depth must be 6n + 4 (10, 16, 22, 28, ...), got {depth=}")
         if widen_factor < 1:
             raise ValueError(f"WideResNet widen_factor must be >= 1, got {widen_factor=}")
         blocks = (depth - 4) // 6
-        widths = (16, 16 * widen_factor, 32 * widen_factor, 64 * widen_factor)
+        widths = (16, *(scaled(c * widen_factor, width) for c in (16, 32, 64)))
         stages = OrderedDict(
             (f"layer{k}", preact_stage(widths[k - 1], widths[k], blocks, 1 if k == 1 else 2)) for k in (1, 2, 3)
         )

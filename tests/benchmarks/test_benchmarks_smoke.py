@@ -56,3 +56,9 @@ def test_train_throughput_times_every_arm_on_the_same_steps() -> None:
     (plain,), (ours,), (ours_aug,), (reference,) = (rounds[k] for k in ("plain", "ours", "ours_aug", "reference"))
     assert result["ours_vs_plain"] == pytest.approx(ours / plain, rel=0.01)
     assert result["ours_vs_reference"] == pytest.approx(ours_aug / reference, rel=0.01)
+
+
+def test_model_cost_quick() -> None:
+    result = run_quick("model_cost.py")
+    assert (result["model"], result["width"], result["params"]) == ("lenet_fc", 0.5, 206_922)
+    assert_positive_numbers(result, ["step_s", "epoch_10k_s", "epoch_60k_s"])

@@ -341,6 +341,43 @@ def test_label_noise_exact_and_seeded() -> None:
         corrupt_labels(clean, 1.0, 10, np.random.default_rng(0))
 
 
+def test_uniform_label_noise_is_the_papers_definition() -> None:
+    # 40 % of 10,000 labels replaced by a class drawn from all 10: ~1/10 of the 4,000 land on the true class,
+    # so ~3,600 are wrong (binomial sd 19), where flip makes exactly 4,000 wrong.
+    clean = np.arange(10_000) % 10
+    uniform_y, wrong = corrupt_labels(clean, 0.4, 10, np.random.default_rng(7), mode="uniform")
+    assert np.array_equal(uniform_y != clean, wrong)
+    assert 3_500 <= wrong.sum() <= 3_700
+    # The same draws by hand: 4,000 distinct positions, then one class per position from all 10.
+    rng = np.random.default_rng(7)
+    chosen = rng.choice(10_000, size=4_000, replace=False)
+    expected = clean.copy()
+    expected[chosen] = rng.integers(0, 10, size=4_000)
+    assert np.array_equal(uniform_y, expected)
+    # Replaced labels are uniform over all classes: each class gets ~400 of them, whatever the true class.
+    assert np.bincount(uniform_y[chosen], minlength=10).min() > 330
+    _, flipped = corrupt_labels(clean, 0.4, 10, np.random.default_rng(7), mode="flip")
+    assert flipped.sum() == 4_000
+    with pytest.raises(ValueError, match="mode"):
+        corrupt_labels(clean, 0.4, 10, np.random.default_rng(7), mode="random")  # type: ignore[arg-type]
+
+
+def test_label_noise_mode_in_the_config() -> None:
+    # Default flip: what label_noise meant before the mode existed, so stored specs keep their labels.
+    base = DataConfig(name="synthetic", synthetic=SyntheticConfig(num_train=1000, num_classes=4), label_noise=0.4)
+    assert base.label_noise_mode == "flip"
+    flip = load_dataset(base)
+    uniform = load_dataset(base.model_copy(update={"label_noise_mode": "uniform"}))
+    assert flip.noisy is not None and uniform.noisy is not None
+    assert int(flip.noisy.sum()) == 400
+    # 4 classes: ~1/4 of the 400 replaced labels land on the true class -> ~300 wrong (sd 8.7).
+    assert 260 <= int(uniform.noisy.sum()) <= 340
+    clean = load_dataset(base.model_copy(update={"label_noise": 0.0}))
+    assert torch.equal(clean.train_y != uniform.train_y, uniform.noisy)
+    with pytest.raises(ValueError, match="label_noise_mode"):
+        DataConfig(name="synthetic", label_noise_mode="random")
+
+
 @settings(max_examples=80, deadline=None)
 @given(p=st.floats(0, 0.95), n=st.integers(1, 400), classes=st.integers(2, 12), seed=st.integers(0, 2**32))
 def test_label_noise_property(p: float, n: int, classes: int, seed: int) -> None:

@@ -30,6 +30,7 @@ NAMED_POINTS = {
     "preact_resnet18": ("layer1", "layer2", "layer3", "layer4", "feature_map"),
     "wide_resnet28_10": ("layer1", "layer2", "layer3", "feature_map"),
     "small_cnn": ("layer1", "layer2", "feature_map"),
+    "lenet_fc": ("layer1", "layer2", "feature_map"),
     "mlp": ("layer1", "feature_map"),
 }
 
