@@ -6,6 +6,7 @@ Pure functions of the report; numbers with two decimals, the paper's precision.
 from __future__ import annotations
 
 import io
+import math
 import re
 import threading
 from collections.abc import Sequence
@@ -14,6 +15,8 @@ from typing import TYPE_CHECKING, Any
 from mixup_core import metrics
 
 if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
     from studies.report import AlphaPoint, FactorCell, LeaderboardRow, StudyReport
 
 LEADERBOARD_ROWS = 10
@@ -69,6 +72,8 @@ def _cell_text(cell: FactorCell) -> str:
     suffix = f" · {', '.join(notes)}" if notes else ""
     if cell.mean is None or cell.std is None:
         return f"–{suffix}"
+    if cell.n == 1:  # one trial has no spread: "± 0.00" would claim one was measured
+        return f"{cell.mean:.2f} (1){suffix}"
     return f"{cell.mean:.2f} ± {cell.std:.2f} ({cell.n}){suffix}"
 
 
@@ -231,6 +236,16 @@ def render_plot_png(report: StudyReport) -> bytes | None:
     Returns:
         PNG bytes, or None when α was not varied (or no trial has finished yet): nothing to plot.
     """
+    fig = alpha_figure(report)
+    if fig is None:
+        return None
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=100)
+    return buffer.getvalue()
+
+
+def alpha_figure(report: StudyReport) -> Figure | None:
+    """The figure :func:`render_plot_png` draws (on an Agg canvas); None when there is nothing to plot."""
     curve = report.alpha_curve
     if not curve:
         return None
@@ -256,7 +271,8 @@ def render_plot_png(report: StudyReport) -> bytes | None:
                 ax.errorbar(
                     [p.alpha for p in points],
                     [p.mean for p in points],
-                    yerr=[p.std for p in points],
+                    # No bar where one trial is all there is (n = 1): its std of 0 is no measured spread.
+                    yerr=[p.std if p.n > 1 else math.nan for p in points],
                     marker="o",
                     capsize=3,
                     label=name,
@@ -274,6 +290,4 @@ def render_plot_png(report: StudyReport) -> bytes | None:
     if len(series) > 1:
         axes[-1].legend(fontsize="small")
     fig.suptitle(f"{report.name}: {report.metric} vs α (mean ± std over finished trials)")
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=100)
-    return buffer.getvalue()
+    return fig
