@@ -114,8 +114,8 @@ def _factor_section(report: StudyReport) -> list[str]:
     return [
         f"## {report.metric} by method and weight decay",
         "",
-        "Mean ± sample std (n) over trials that finished every epoch; trials stopped early or failed are "
-        "counted beside the cell, not in it. Best per column in **bold**.",
+        "Mean ± sample std (n) over trials that finished every epoch (one trial: its value, no ±); trials "
+        "stopped early or failed are counted beside the cell, not in it. Best per column in **bold**.",
         "",
         *_table([first, *(c.label for c in table.columns)], rows),
         "",
