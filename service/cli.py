@@ -16,6 +16,7 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 from rich.markup import escape
+from rich.measure import Measurement
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -134,11 +135,12 @@ def list_(
     """Your studies, newest first."""
     page = _call(lambda: _client().list(status, limit))
     table = Table("id", "status", "trials done/total", "created")
+    table.columns[0].no_wrap = True  # an id is for copying: whole, on one line
     for s in page["items"]:
         c = s["trial_counts"]
         table.add_row(s["id"], s["status"], f"{c['finished'] + c['stopped'] + c['failed']}/{s['trials_total']}",
                       s["created_at"][:19])  # fmt: skip
-    out.print(table)
+    _print_table(table)
     out.print(f"{len(page['items'])} of {page['total']}")
 
 
@@ -166,11 +168,26 @@ def trials(study_id: IdArg) -> None:
     """Every trial: parameters, state, epochs and latest metrics."""
     body = _call(lambda: _client().trials(study_id))
     table = Table("trial", "params", "status", "epochs", "test_error", "median_test_error")
+    table.columns[0].no_wrap = True
     for t in body["trials"]:
         m = t["metrics"]
         table.add_row(t["trial_id"], ", ".join(f"{k}={v}" for k, v in t["params"].items()), t["status"],
                       str(t["epochs"]), _num(m.get("test_error")), _num(m.get("median_test_error")))  # fmt: skip
-    out.print(table)
+    _print_table(table)
+
+
+def _print_table(table: Table) -> None:
+    """Print ``table`` with no cell cut short: ids must survive a copy.
+
+    Not on a terminal (a pipe, a file, ``$(...)``) rich assumes 80 columns and would cut long ids with an
+    ellipsis; there the table is as wide as its content. On a terminal the id columns do not wrap, so rich
+    narrows the others first.
+    """
+    if out.is_terminal:
+        out.print(table)
+        return
+    width = Measurement.get(out, out.options.update_width(100_000), table).maximum
+    Console(file=out.file, width=max(width, out.width), color_system=None).print(table)
 
 
 def _num(value: float | None) -> str:

@@ -26,6 +26,7 @@ from service.settings import ServiceSettings
 
 log = logging.getLogger(__name__)
 STOP_GRACE_S = 10.0
+JOB_EXECUTION_ENV = "MLFLOW_SERVER_ENABLE_JOB_EXECUTION"  # mlflow.environment_variables, MLflow >= 3.5
 
 
 def record_path(settings: ServiceSettings) -> Path:
@@ -68,9 +69,12 @@ def start(settings: ServiceSettings, host: str) -> subprocess.Popen[bytes] | Non
     marker = f"mlflow-ui.{uuid.uuid4().hex}"
     args = [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", settings.resolved_tracking_uri,
             "--host", host, "--port", str(port), "--workers", "1"]  # fmt: skip
+    env = {**clean_environ(), MARKER_ENV: marker}
+    # MLflow 3's server also starts a job runner (huey consumers, ~280 MB each, polling while idle) for its
+    # GenAI jobs (judges, prompt optimisation); browsing runs needs none of it. Set to true to have them.
+    env.setdefault(JOB_EXECUTION_ENV, "false")
     with open(settings.logs_dir / "mlflow-ui.log", "ab") as out:
-        proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, env={**clean_environ(), MARKER_ENV: marker},
-                                start_new_session=True)  # fmt: skip
+        proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True)
     record = {"pid": proc.pid, "marker": marker, "host": host, "port": port}
     record_path(settings).write_text(json.dumps(record))
     return proc

@@ -204,7 +204,8 @@ def detail(study: StudyView, stats: TrialStats, mlflow_ui_url: str | None) -> St
     info = MlflowInfo(experiment_id=study.experiment_id, parent_run_id=study.parent_run_id)
     if mlflow_ui_url and study.experiment_id:
         base = mlflow_ui_url.rstrip("/")
-        info.experiment_url = f"{base}/#/experiments/{study.experiment_id}"
+        # The runs table: MLflow 3's bare experiment route opens its GenAI overview (traces), not the runs.
+        info.experiment_url = f"{base}/#/experiments/{study.experiment_id}/runs"
         if study.parent_run_id:
             info.run_url = f"{base}/#/experiments/{study.experiment_id}/runs/{study.parent_run_id}"
     return StudyDetail(

@@ -22,7 +22,8 @@ from service.settings import ServiceSettings
 from studies.store import prepare_store
 
 log = logging.getLogger(__name__)
-console = Console(stderr=True)
+# soft_wrap: never break a line at 80 columns when stderr is no terminal; the export hint is pasted whole.
+console = Console(stderr=True, soft_wrap=True)
 
 
 def bootstrap_admin(settings: ServiceSettings, sessions: object) -> str | None:

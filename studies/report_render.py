@@ -6,6 +6,7 @@ Pure functions of the report; numbers with two decimals, the paper's precision.
 from __future__ import annotations
 
 import io
+import math
 import re
 import threading
 from collections.abc import Sequence
@@ -14,6 +15,8 @@ from typing import TYPE_CHECKING, Any
 from mixup_core import metrics
 
 if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
     from studies.comparison import Comparison
     from studies.report import AlphaPoint, FactorCell, LeaderboardRow, StudyReport
 
@@ -72,6 +75,8 @@ def _cell_text(cell: FactorCell) -> str:
     suffix = f" · {', '.join(notes)}" if notes else ""
     if cell.mean is None or cell.std is None:
         return f"–{suffix}"
+    if cell.n == 1:  # one trial has no spread: "± 0.00" would claim one was measured
+        return f"{cell.mean:.2f} (1){suffix}"
     return f"{cell.mean:.2f} ± {cell.std:.2f} ({cell.n}){suffix}"
 
 
@@ -112,8 +117,8 @@ def _factor_section(report: StudyReport) -> list[str]:
     return [
         f"## {report.metric} by method and weight decay",
         "",
-        "Mean ± sample std (n) over trials that finished every epoch; trials stopped early or failed are "
-        "counted beside the cell, not in it. Best per column in **bold**.",
+        "Mean ± sample std (n) over trials that finished every epoch (one trial: its value, no ±); trials "
+        "stopped early or failed are counted beside the cell, not in it. Best per column in **bold**.",
         "",
         *_table([first, *(c.label for c in table.columns)], rows),
         "",
@@ -291,7 +296,8 @@ def _draw_alpha_curve(axes: Sequence[Any], report: StudyReport, weight_decays: l
                 ax.errorbar(
                     [p.alpha for p in points],
                     [p.mean for p in points],
-                    yerr=[p.std for p in points],
+                    # No bar where one trial is all there is (n = 1): its std of 0 is no measured spread.
+                    yerr=[p.std if p.n > 1 else math.nan for p in points],
                     marker="o",
                     capsize=3,
                     label=name,
@@ -348,6 +354,16 @@ def render_plot_png(report: StudyReport) -> bytes | None:
     Returns:
         PNG bytes, or None when there is neither an α curve nor an interval to draw.
     """
+    fig = report_figure(report)
+    if fig is None:
+        return None
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=100)
+    return buffer.getvalue()
+
+
+def report_figure(report: StudyReport) -> Figure | None:
+    """The figure :func:`render_plot_png` draws (on an Agg canvas); None when there is nothing to plot."""
     curve, drawn = report.alpha_curve, _drawn_comparisons(report)
     if not curve and not drawn:
         return None
@@ -367,6 +383,4 @@ def render_plot_png(report: StudyReport) -> bytes | None:
     for draw, axes in zip(panels, grid, strict=True):
         draw(list(axes), report, weight_decays)
     fig.suptitle(f"{report.name}: {report.metric}")
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=100)
-    return buffer.getvalue()
+    return fig

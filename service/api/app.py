@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import FastAPI
 from sqlalchemy import Engine
 
-from service.api import errors, health, spec_body, studies
+from service.api import docs, errors, health, spec_body, studies
 from service.api.limits import BodySizeLimit
 from service.auth import LastUsed, TokenCache
 from service.db import make_engine, session_factory
@@ -21,6 +21,8 @@ def create_app(settings: ServiceSettings | None = None, engine: Engine | None = 
         title="mixup-studies",
         version="1",
         description="Submit MixUp hyperparameter studies, watch them run on Ray Tune, compare them in MLflow.",
+        docs_url=None,  # served by service.api.docs, with assets from the package instead of a CDN
+        redoc_url=None,
     )
     app.state.settings = settings
     app.state.engine = engine
@@ -32,6 +34,7 @@ def create_app(settings: ServiceSettings | None = None, engine: Engine | None = 
     app.include_router(health.router)
     app.include_router(studies.router)
     spec_body.document_body(app)
+    docs.install(app)
     errors.install(app)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(errors.ContainUnexpected)  # added last: the outermost of ours

@@ -249,6 +249,8 @@ def test_status_trials_and_report_show_progress(api: Api) -> None:
     assert detail["best_trial"]["value"] == 8.0
     assert detail["mlflow"]["experiment_id"] == "7"
     assert detail["mlflow"]["run_url"] == "http://127.0.0.1:5000/#/experiments/7/runs/parent"
+    # MLflow 3's runs table (its route /experiments/:experimentId/runs), not the experiment's GenAI overview
+    assert detail["mlflow"]["experiment_url"] == "http://127.0.0.1:5000/#/experiments/7/runs"
     assert [t["trial_id"] for t in trials["trials"]] == ["t1", "t2", "t3"]
     assert trials["trials"][1]["metrics"] == {"test_error": 9.0}
     assert report["leaderboard"][0]["trial_id"] == "t3"

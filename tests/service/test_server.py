@@ -180,7 +180,7 @@ def test_a_restarted_serve_replaces_the_mlflow_ui_a_killed_serve_left(tmp_path: 
             shown = wait_until(
                 lambda: (s := status_of(client, study_id))["mlflow"]["experiment_url"] and s, 60, 0.2, "MLflow links"
             )
-        assert shown["mlflow"]["experiment_url"] == f"{ui}/#/experiments/{shown['mlflow']['experiment_id']}"
+        assert shown["mlflow"]["experiment_url"] == f"{ui}/#/experiments/{shown['mlflow']['experiment_id']}/runs"
         assert shown["mlflow"]["run_url"].startswith(f"{ui}/#/experiments/")
         assert httpx.get(f"{ui}/health", timeout=5).status_code == 200
         serve.popen.send_signal(signal.SIGTERM)  # a graceful stop takes its UI with it

@@ -14,7 +14,7 @@ import pytest
 
 from studies.records import TrialRecord, TrialStatus, settled
 from studies.report import StudyReport, build_report, render_markdown, render_plot_png
-from studies.report_render import weight_decay_label
+from studies.report_render import report_figure, weight_decay_label
 from studies.spec import StudySpec
 
 EPOCHS = 10
@@ -224,7 +224,7 @@ def test_an_ended_study_says_how_it_ended_not_in_progress(
     assert (report.study_status, report.counts["running"], report.counts["cancelled"]) == ("cancelled", 0, 1)
     text = render_markdown(report)
     assert "18 trials: 15 finished, 1 stopped early, 1 failed, 1 cancelled (cancelled)." in text
-    assert "| feature_map | 5.40 ± 0.00 (1) · 1 cancelled, 1 no metric | 5.20 ± 0.10 (3) |" in text
+    assert "| feature_map | 5.40 (1) · 1 cancelled, 1 no metric | 5.20 ± 0.10 (3) |" in text
     assert "(in progress)" in render_markdown(build_report(layer_spec, layer_trials, "s-1", study_status="running"))
 
 
@@ -235,7 +235,8 @@ def test_markdown_bolds_the_best_cell_and_counts_the_trials(layer_report: StudyR
     assert "| layer | wd 1e-4 | wd 5e-4 |" in text
     assert "| input | **4.25 ± 0.35 (2)** · 1 stopped | 4.70 ± 0.10 (3) |" in text
     assert "| layer1 | 4.50 ± 0.71 (2) · 1 failed | **4.40 ± 0.17 (3)** |" in text
-    assert "| feature_map | 5.40 ± 0.00 (1) · 1 running, 1 no metric | 5.20 ± 0.10 (3) |" in text
+    # one trial has no spread to show: no "± 0.00"
+    assert "| feature_map | 5.40 (1) · 1 running, 1 no metric | 5.20 ± 0.10 (3) |" in text
     assert "## Leaderboard (top 10 of 16)" in text
     board = text.split("## Leaderboard")[1].split("## Failures")[0]
     assert board.count("\n| ") == 11  # header + 10 rows
@@ -326,6 +327,25 @@ def test_plot_is_a_readable_png(grid_report: StudyReport) -> None:
     assert image.std() > 0.01  # something was drawn
 
 
+def test_plot_draws_no_error_bar_for_a_single_trial(grid_report: StudyReport) -> None:
+    # The layer1 points at α = 1.0 come from one trial: a marker, no "± 0"; the others keep their bars.
+    single = [
+        p.model_copy(update={"n": 1, "std": 0.0}) if (p.series, p.alpha) == ("layer1", 1.0) else p
+        for p in grid_report.alpha_curve
+    ]
+    fig = report_figure(grid_report.model_copy(update={"alpha_curve": single}))
+    assert fig is not None
+    bars: dict[tuple[str, float], int] = {}
+    for ax in fig.axes:
+        for container in ax.containers:
+            line, _caps, (vertical,) = container.lines
+            for x, segment in zip(line.get_xdata(), vertical.get_segments(), strict=True):
+                key = (container.get_label(), float(x))
+                bars[key] = bars.get(key, 0) + (len(segment) > 0 and bool(np.isfinite(segment).all()))
+    assert bars[("layer1", 1.0)] == 0
+    assert all(count == len(fig.axes) for key, count in bars.items() if key != ("layer1", 1.0)), bars
+
+
 @pytest.fixture(scope="module")
 def variant_spec() -> StudySpec:
     # The paper's rows; variants set alpha and layer, so those cannot also be search axes.
@@ -355,7 +375,8 @@ def test_variants_are_rows_in_declared_order(variant_spec: StudySpec) -> None:
     assert report.alpha_curve == []
     text = render_markdown(report)
     assert "| method | wd 1e-4 | wd 5e-4 |" in text
-    assert "| mixup AC + RP | **4.24 ± 0.00 (1)** | 4.68 ± 0.00 (1) |" in text
+    assert "| mixup AC + RP | **4.24 (1)** | 4.68 (1) |" in text
+    assert "± 0.00" not in text
 
 
 def test_an_unsearched_weight_decay_is_one_column_from_the_spec() -> None:
