@@ -3,6 +3,7 @@ instead of sitting `running` with no trial; on a real local Ray with 2 CPUs."""
 
 from __future__ import annotations
 
+import sqlite3
 import time
 from typing import Any
 
@@ -45,8 +46,9 @@ def test_a_trial_bigger_than_every_node_fails_the_study_at_once(
         f"resources: a trial asks for {wanted} (resources.cpu, resources.gpu), but no node of the Ray cluster "
         f"has that many; its nodes: 1 x (2 CPU, {gpus:g} GPU)"
     )
-    # Nothing was started: no MLflow store was even created.
-    assert not (settings.home_dir / "mlflow.db").exists()
+    # Nothing was started: the store the driver prepares first (studies.store) holds no run of this study.
+    with sqlite3.connect(settings.home_dir / "mlflow.db") as store:
+        assert store.execute("SELECT COUNT(*) FROM runs").fetchone() == (0,)
 
 
 def test_on_a_cluster_that_may_grow_it_waits_a_bounded_time_asking_for_a_node(local_ray: None) -> None:
