@@ -93,6 +93,13 @@ def _is_json(content_type: str | None) -> bool:
     return kind == "application/json" or (kind.startswith("application/") and kind.endswith("+json"))
 
 
+def lower_priority(niceness: int) -> None:
+    """A worker's initializer: it yields the CPU to the API process, whose event loop answers every request."""
+    import os
+
+    os.nice(niceness)
+
+
 def warm() -> int:
     """Nothing but the worker's pid: the first call starts the worker (and tests ask where work runs)."""
     import os

@@ -43,7 +43,8 @@ SPEC_REQUEST_BODY: dict[str, Any] = {
 def spec_pool(app: FastAPI) -> SpecPool:
     """The app's pool of spec workers (made on first use; ``serve`` starts it before the first request)."""
     if getattr(app.state, "spec_pool", None) is None:
-        app.state.spec_pool = SpecPool(app.state.settings.spec_workers)
+        settings = app.state.settings
+        app.state.spec_pool = SpecPool(settings.spec_workers, settings.spec_worker_nice)
     pool: SpecPool = app.state.spec_pool
     return pool
 
