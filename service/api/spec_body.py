@@ -16,6 +16,7 @@ The OpenAPI schema still describes the body as a StudySpec (:func:`document_body
 from __future__ import annotations
 
 import asyncio
+from concurrent.futures import Future
 from concurrent.futures.process import BrokenProcessPool
 from typing import Annotated, Any
 
@@ -66,15 +67,19 @@ async def spec_from_body(request: Request, _caller: UserDep) -> Prepared:
     body = await request.body()
     limit = settings.validation_timeout_s
     # In a thread: the first submission of a pool starts its workers (and the fork server: seconds).
-    submitted = asyncio.to_thread(pool.submit, spec_work.prepare, body, request.headers.get("content-type"), settings)
-    executor = None
+    work = (spec_work.prepare, body, request.headers.get("content-type"), settings)
+    submitting = asyncio.get_running_loop().run_in_executor(None, pool.submit, *work)
     try:
         async with asyncio.timeout(limit):
-            executor, future = await submitted
+            executor, future = await asyncio.shield(submitting)
             answer = await asyncio.wrap_future(future)
     except TimeoutError:
-        if executor is not None and not future.cancel():  # running, or handed to a worker: it may be stuck
-            await asyncio.to_thread(pool.replace, executor)
+        if not submitting.done():  # still starting the pool: its call is dropped once queued
+            submitting.add_done_callback(_drop)
+        elif submitting.exception() is None:
+            executor, future = submitting.result()
+            if not future.cancel():  # running, or handed to a worker: it may be stuck
+                await asyncio.to_thread(pool.replace, executor)
         raise _busy(f"validating the spec took longer than the limit of {limit:g} s "
                     "(MIXUP_STUDIES_VALIDATION_TIMEOUT_S); the server is busy, try again") from None  # fmt: skip
     except BrokenProcessPool:
@@ -84,6 +89,11 @@ async def spec_from_body(request: Request, _caller: UserDep) -> Prepared:
     if answer.problems is not None:
         raise BadSpec(answer.problems)
     raise RequestValidationError(answer.validation or [])
+
+
+def _drop(submitting: asyncio.Future[tuple[Any, Future[Any]]]) -> None:
+    if not submitting.cancelled() and submitting.exception() is None:
+        submitting.result()[1].cancel()
 
 
 def _busy(detail: str) -> HTTPException:
