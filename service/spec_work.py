@@ -11,6 +11,9 @@ No FastAPI here: a worker imports this module once and only what it needs.
 
 from __future__ import annotations
 
+import os
+import threading
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,6 +22,7 @@ from pydantic import ValidationError
 from service import admission
 from service.data_paths import confine_data_dir
 from service.errors import BadSpec
+from service.processes import process_start_time
 from service.settings import ServiceSettings
 from studies.space import trial_count
 from studies.spec import StudySpec
@@ -93,15 +97,23 @@ def _is_json(content_type: str | None) -> bool:
     return kind == "application/json" or (kind.startswith("application/") and kind.endswith("+json"))
 
 
-def lower_priority(niceness: int) -> None:
-    """A worker's initializer: it yields the CPU to the API process, whose event loop answers every request."""
-    import os
+def start_worker(niceness: int, api_pid: int, api_started: str | None) -> None:
+    """A worker's initializer: lower its priority, and end it when the API process is gone.
 
+    Niced, it yields the CPU to the API process, whose event loop answers every request. A worker is a child
+    of the fork server, not of the API, and waits on a queue whose writing end it holds itself: a killed API
+    (SIGKILL) left it, and the fork server it keeps alive, running for good.
+    """
     os.nice(niceness)
+    threading.Thread(target=_end_with, args=(api_pid, api_started), name="end-with-api", daemon=True).start()
+
+
+def _end_with(api_pid: int, api_started: str | None, period_s: float = 1.0) -> None:
+    while process_start_time(api_pid) == api_started:  # the same process, not one that reused its pid
+        time.sleep(period_s)
+    os._exit(0)
 
 
 def warm() -> int:
     """Nothing but the worker's pid: the first call starts the worker (and tests ask where work runs)."""
-    import os
-
     return os.getpid()

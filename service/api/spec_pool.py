@@ -14,14 +14,20 @@ the pool; the other requests in that pool then get a ``503`` too ("try again").
 from __future__ import annotations
 
 import multiprocessing
+import os
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future, ProcessPoolExecutor
 from typing import Any, TypeVar
 
 from service import spec_work
+from service.processes import process_start_time
 
 T = TypeVar("T")
+
+
+def _this_process() -> tuple[int, str | None]:
+    return os.getpid(), process_start_time(os.getpid())
 
 
 class SpecPool:
@@ -50,7 +56,10 @@ class SpecPool:
                 # What every worker needs, imported once by the fork server (a replacement starts at once).
                 context.set_forkserver_preload(["service.spec_work"])
                 executor = self._executor = ProcessPoolExecutor(
-                    self.size, mp_context=context, initializer=spec_work.lower_priority, initargs=(self.niceness,)
+                    self.size,
+                    mp_context=context,
+                    initializer=spec_work.start_worker,
+                    initargs=(self.niceness, *_this_process()),
                 )
             return executor
 
