@@ -8,6 +8,7 @@ The schema is owned by the Alembic migrations in ``service/migrations``;
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -20,16 +21,34 @@ from sqlalchemy.orm import Session, sessionmaker
 MIGRATIONS = Path(__file__).parent / "migrations"
 
 
+class RawJSON(str):
+    """JSON text already serialised (a spec prepared in a worker process): stored as it is, not re-encoded.
+
+    A JSON column's value is otherwise ``json.dumps``-ed on the way in: for a 1 MB spec, one long hold of
+    the GIL in the API process. Read back, a column gives the decoded value as for any other.
+    """
+
+
+def to_json(value: Any) -> str:
+    """The engines' JSON serializer: :class:`RawJSON` as it is, anything else through ``json.dumps``."""
+    return value if isinstance(value, RawJSON) else json.dumps(value)
+
+
 def make_engine(url: str) -> Engine:
     """An engine for ``url``; SQLite files get WAL and a busy timeout, and their directory is created."""
     parsed = make_url(url)
     if parsed.get_backend_name() != "sqlite":
-        return create_engine(url, pool_pre_ping=True, pool_size=20, max_overflow=30)
+        return create_engine(url, pool_pre_ping=True, pool_size=20, max_overflow=30, json_serializer=to_json)
     if parsed.database and parsed.database != ":memory:":
         Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
     # Sized for the threadpool that runs sync endpoints (40 threads) plus the dispatcher.
     engine = create_engine(
-        url, connect_args={"check_same_thread": False, "timeout": 30}, pool_size=48, max_overflow=16, pool_timeout=60
+        url,
+        connect_args={"check_same_thread": False, "timeout": 30},
+        pool_size=48,
+        max_overflow=16,
+        pool_timeout=60,
+        json_serializer=to_json,
     )
 
     @event.listens_for(engine, "connect")

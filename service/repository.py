@@ -17,8 +17,10 @@ from sqlalchemy import Connection, Row, Text, bindparam, cast, func, select, upd
 from sqlalchemy.orm import Session
 
 from service.auth import Principal
+from service.db import RawJSON
 from service.errors import Conflict, NotFound, QuotaExceeded
 from service.models import CANCELLED, FINAL_STATUSES, QUEUED, RUNNING, Study, User, utcnow
+from service.spec_work import Prepared, stored_json
 from studies.records import TrialRecord
 from studies.space import trial_count
 from studies.spec import StudySpec
@@ -29,8 +31,12 @@ def new_study_id(name: str) -> str:
     return f"{name}-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}-{uuid.uuid4().hex[:6]}"
 
 
-def submit(session: Session, owner: Principal, spec: StudySpec, max_queued: int) -> Study:
+def submit(session: Session, owner: Principal, spec: StudySpec | Prepared, max_queued: int) -> Study:
     """Queue a study for ``owner``; :class:`QuotaExceeded` when they already have ``max_queued`` queued.
+
+    ``spec`` comes prepared (name, trial count, stored JSON text) from the API's worker processes
+    (service.spec_work), or is a StudySpec, prepared here. The row's ``spec`` is then that JSON text
+    (:class:`~service.db.RawJSON`), stored as it is.
 
     The count and the insert hold the owner's lock until the caller commits, so concurrent submissions
     of one user are serialised and the limit holds (they raced past it before: 48 of 60 got in).
@@ -41,14 +47,14 @@ def submit(session: Session, owner: Principal, spec: StudySpec, max_queued: int)
     )
     if (queued or 0) >= max_queued:
         raise QuotaExceeded(f"user {owner.name!r} already has {queued} queued studies (limit {max_queued})")
+    if isinstance(spec, StudySpec):
+        spec = Prepared(spec.name, trial_count(spec), stored_json(spec))
     study = Study(
         id=new_study_id(spec.name),
         owner_id=owner.id,
         name=spec.name,
-        # Without the unset (None) fields, which validate back to the same spec: a 1 MB body of 40,000 variants
-        # was stored, echoed and read back as 4 MB of nulls, each JSON pass a long hold of the GIL.
-        spec=spec.model_dump(mode="json", exclude_none=True),
-        trials_total=trial_count(spec),
+        spec=RawJSON(spec.spec_json),  # service.spec_work.stored_json: without the unset (None) fields
+        trials_total=spec.trials_total,
         status=QUEUED,
         cancel_requested=False,
         attempts=0,

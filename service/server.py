@@ -10,13 +10,12 @@ from __future__ import annotations
 import gc
 import logging
 import signal
-import sys
 
 import uvicorn
 from rich.console import Console
 
 from service import auth, dispatcher, mlflow_ui
-from service.api import create_app
+from service.api import create_app, spec_body
 from service.db import make_engine, migrate, session_factory
 from service.settings import ServiceSettings
 from studies.store import prepare_store
@@ -76,14 +75,13 @@ def serve(host: str = "127.0.0.1", port: int = 8000, settings: ServiceSettings |
     # kept out of the collector, a full collection no longer walks ~400k objects (~0.3-0.8 s with the
     # GIL held, every request waiting) whenever enough new objects have piled up.
     gc.freeze()
-    # Spec validation runs in a worker thread (service.api.spec_body), sharing the GIL with the event loop.
-    # A thread that wants the GIL waits up to the switch interval (5 ms) for the holder to drop it, and a
-    # request needs it several times: with 4 clients submitting 1 MB specs, /healthz p50 was 8.9 s at the
-    # default and 0.08 s at 0.1 ms (benchmarks/api_worst_bodies.py, RESULTS.md "hardening (issue 11)").
-    sys.setswitchinterval(1e-4)
+    # Submitted specs are prepared in worker processes (service.api.spec_body): started now, not by the first
+    # submission. They took the switch interval's place (sys.setswitchinterval(1e-4), which slowed every thread).
+    spec_body.spec_pool(app).start()
     try:
         uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False, http="httptools", loop="uvloop")
     finally:
+        spec_body.close_pool(app)
         dispatcher.stop_process(dispatching)
         mlflow_ui.stop(settings, ui)
         engine.dispose()

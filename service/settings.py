@@ -30,6 +30,12 @@ class ServiceSettings(StudySettings):
     validation_timeout_s: float = Field(
         10.0, gt=0, le=3600, description="Longest a submitted spec may take to parse and validate (then 503)."
     )
+    spec_workers: int = Field(
+        1, ge=1, le=64, description="Worker processes that parse, validate and admit submitted specs (not the API's)."
+    )
+    spec_worker_nice: int = Field(
+        10, ge=0, le=19, description="Niceness of the spec workers (the API's event loop keeps its core)."
+    )
     mlflow_ui_port: int = Field(5000, ge=0, le=65535, description="Port of the MLflow UI serve starts (0: none).")
     poll_interval_s: float = Field(1.0, gt=0, description="Dispatcher loop period.")
     progress_interval_s: float = Field(2.0, gt=0, description="How often running studies' progress is read.")

@@ -35,6 +35,7 @@ def create_app(settings: ServiceSettings | None = None, engine: Engine | None = 
     app.include_router(studies.router)
     spec_body.document_body(app)
     docs.install(app)
+    app.router.on_shutdown.append(lambda: spec_body.close_pool(app))  # its worker processes
     errors.install(app)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(errors.ContainUnexpected)  # added last: the outermost of ours

@@ -1,13 +1,14 @@
-"""The StudySpec of a request body: parsed and validated off the event loop, within a time limit.
+"""The spec of a request body: prepared in a worker process (service.api.spec_pool), within a time limit.
 
 A body parameter (``spec: StudySpec``) is parsed (``json.loads``) and validated by FastAPI on the
 event loop, even for a ``def`` endpoint: while a large or costly body was checked, every other
-request waited (``/healthz`` included). Here the raw bytes go to a worker thread, one at a time
-(validation is CPU work under the GIL: a second thread only made the event loop wait longer for
-it; ``serve`` also shortens the GIL's switch interval), and the request waits at most
-``validation_timeout_s`` for the answer (queueing included): past it, ``503`` naming the limit.
-Errors are raised as FastAPI's own ``RequestValidationError`` with the same ``loc``s, so a ``422``
-keeps its problem format (service.api.errors).
+request waited (``/healthz`` included). A worker thread did not help enough: parsing, validating and
+serialising a 1 MB spec are single long calls that hold the GIL for 10-80 ms each. Here the raw bytes go
+to a worker process (service.spec_work: parse, validate, confine the data folder, admit, count the
+trials, serialise what is stored), and the request waits at most ``validation_timeout_s`` for the answer
+(queueing included): past it, ``503`` naming the limit, and a worker still busy with it is replaced.
+Errors are raised as before: FastAPI's own ``RequestValidationError`` with the same ``loc``s, or a
+``BadSpec``, so a ``422`` keeps its problem format (service.api.errors).
 
 The OpenAPI schema still describes the body as a StudySpec (:func:`document_body`).
 """
@@ -15,27 +16,21 @@ The OpenAPI schema still describes the body as a StudySpec (:func:`document_body
 from __future__ import annotations
 
 import asyncio
-import functools
-import threading
-from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Annotated, Any, TypeVar
+from concurrent.futures import Future
+from concurrent.futures.process import BrokenProcessPool
+from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from pydantic import ValidationError
 from starlette.exceptions import HTTPException
 
+from service import spec_work
 from service.api.deps import UserDep
+from service.api.spec_pool import SpecPool
+from service.errors import BadSpec
+from service.spec_work import Prepared
 from studies.spec import StudySpec
 
-T = TypeVar("T")
-#: Validations running at once; the others queue (their wait counts towards the time limit).
-CONCURRENT = 1
-#: The schema's own trial cap, off at parsing (counting is arithmetic, validation probes a few trials).
-NO_TRIAL_CAP = 2**62
-#: Field errors reported of one body (each names its field; the count is bounded by the schema anyway).
-MAX_ERRORS = 50
 REF = "#/components/schemas/{model}"
 #: ``openapi_extra`` of a route that takes a StudySpec through :data:`SpecBody`.
 SPEC_REQUEST_BODY: dict[str, Any] = {
@@ -46,81 +41,66 @@ SPEC_REQUEST_BODY: dict[str, Any] = {
 }
 
 
-def parse(body: bytes, content_type: str | None, max_trials: int) -> StudySpec:
-    """Validate a body as FastAPI would a ``StudySpec`` parameter; raises ``RequestValidationError``."""
-    if not body:
-        raise RequestValidationError([{"type": "missing", "loc": ("body",), "msg": "Field required", "input": None}])
-    context = {"max_trials": max_trials}
-    try:
-        if _is_json(content_type):
-            # pydantic's own JSON parser: no Python objects for what is refused, and a depth limit where
-            # json.loads raised RecursionError (a 500) on a body of 100,000 nested brackets
-            return StudySpec.model_validate_json(body, context=context)
-        return StudySpec.model_validate(body, context=context)  # another type: refused as FastAPI did
-    except ValidationError as error:
-        errors = error.errors(include_url=False)[:MAX_ERRORS]
-        raise RequestValidationError([{**e, "loc": ("body", *e["loc"])} for e in errors]) from None
+def spec_pool(app: FastAPI) -> SpecPool:
+    """The app's pool of spec workers (made on first use; ``serve`` starts it before the first request)."""
+    if getattr(app.state, "spec_pool", None) is None:
+        settings = app.state.settings
+        app.state.spec_pool = SpecPool(settings.spec_workers, settings.spec_worker_nice)
+    pool: SpecPool = app.state.spec_pool
+    return pool
 
 
-def _is_json(content_type: str | None) -> bool:
-    # FastAPI's rule: no Content-Type, application/json or application/*+json
-    if not content_type:
-        return True
-    kind = content_type.split(";", 1)[0].strip().lower()
-    return kind == "application/json" or (kind.startswith("application/") and kind.endswith("+json"))
+def close_pool(app: FastAPI) -> None:
+    """Stop the app's spec workers, if it started any (the app's shutdown; tests that run it without one)."""
+    pool: SpecPool | None = getattr(app.state, "spec_pool", None)
+    if pool is not None:
+        pool.close()
 
 
-class Validations:
-    """At most :data:`CONCURRENT` validations at once, in their own threads; how many are running.
-
-    Not the shared threadpool: a request given up at its time limit gets its queued validation
-    dropped (a running one finishes its bounded work), and validations never hold the threads the
-    ``def`` endpoints need.
-    """
-
-    def __init__(self) -> None:
-        self.pool = ThreadPoolExecutor(CONCURRENT, thread_name_prefix="spec-validation")
-        self.running = 0
-        self._lock = threading.Lock()
-
-    def submit(self, work: Callable[[], T]) -> Future[T]:
-        return self.pool.submit(self._count, work)
-
-    def _count(self, work: Callable[[], T]) -> T:
-        with self._lock:
-            self.running += 1
-        try:
-            return work()
-        finally:
-            with self._lock:
-                self.running -= 1
-
-
-async def spec_from_body(request: Request, _caller: UserDep) -> StudySpec:
-    """The request's StudySpec, validated in a worker thread; ``503`` when that takes too long.
+async def spec_from_body(request: Request, _caller: UserDep) -> Prepared:
+    """The request's spec, prepared in a worker process; ``503`` when that takes too long or the worker dies.
 
     Depends on the caller: without a valid token the body is never read (401 first, as before).
     """
     settings = request.app.state.settings
-    state = request.app.state
-    if getattr(state, "validations", None) is None:
-        state.validations = Validations()
+    pool = spec_pool(request.app)
     body = await request.body()
-    # The trial cap is checked after parsing, by service.admission, whose message names its setting.
-    work = functools.partial(parse, body, request.headers.get("content-type"), NO_TRIAL_CAP)
     limit = settings.validation_timeout_s
+    # In a thread: the first submission of a pool starts its workers (and the fork server: seconds).
+    work = (spec_work.prepare, body, request.headers.get("content-type"), settings)
+    submitting = asyncio.get_running_loop().run_in_executor(None, pool.submit, *work)
     try:
-        return await asyncio.wait_for(asyncio.wrap_future(state.validations.submit(work)), limit)
+        async with asyncio.timeout(limit):
+            executor, future = await asyncio.shield(submitting)
+            answer = await asyncio.wrap_future(future)
     except TimeoutError:
-        raise HTTPException(
-            503,
-            detail=f"validating the spec took longer than the limit of {limit:g} s "
-            "(MIXUP_STUDIES_VALIDATION_TIMEOUT_S); the server is busy, try again",
-            headers={"Retry-After": "5"},
-        ) from None
+        if not submitting.done():  # still starting the pool: its call is dropped once queued
+            submitting.add_done_callback(_drop)
+        elif submitting.exception() is None:
+            executor, future = submitting.result()
+            if not future.cancel():  # running, or handed to a worker: it may be stuck
+                await asyncio.to_thread(pool.replace, executor)
+        raise _busy(f"validating the spec took longer than the limit of {limit:g} s "
+                    "(MIXUP_STUDIES_VALIDATION_TIMEOUT_S); the server is busy, try again") from None  # fmt: skip
+    except BrokenProcessPool:
+        raise _busy("the worker preparing the spec stopped; try again") from None
+    if isinstance(answer, Prepared):
+        return answer
+    if answer.problems is not None:
+        raise BadSpec(answer.problems)
+    raise RequestValidationError(answer.validation or [])
 
 
-SpecBody = Annotated[StudySpec, Depends(spec_from_body)]
+def _drop(submitting: asyncio.Future[tuple[Any, Future[Any]]]) -> None:
+    if not submitting.cancelled() and submitting.exception() is None:
+        submitting.result()[1].cancel()
+
+
+def _busy(detail: str) -> HTTPException:
+    return HTTPException(503, detail=detail, headers={"Retry-After": "5"})
+
+
+SpecBody = Annotated[Prepared, Depends(spec_from_body)]
 
 
 def document_body(app: FastAPI) -> None:

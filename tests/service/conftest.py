@@ -16,6 +16,7 @@ from sqlalchemy import Engine
 
 from service import auth
 from service.api import create_app
+from service.api.spec_body import close_pool
 from service.db import make_engine, migrate, session_factory
 from service.settings import ServiceSettings
 from tests.support.postgres import PostgresServer, postgres_server
@@ -99,3 +100,4 @@ def api(settings: ServiceSettings, engine: Engine) -> Iterator[Api]:
     yield Api(f"http://127.0.0.1:{port}", engine, settings, tokens)
     server.should_exit = True
     thread.join(timeout=10)
+    close_pool(app)  # lifespan off: the app's shutdown does not run

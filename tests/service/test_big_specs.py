@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import copy
+import json
 import threading
 
 import pytest
-from sqlalchemy import event, select
+from sqlalchemy import Text, cast, event, select
 
 from service import repository
 from service.auth import Caller
@@ -104,3 +105,19 @@ def test_a_spec_is_stored_without_its_unset_fields_and_reads_back_the_same(api: 
     assert stored["search"]["variants"][7] == {"name": "v7", "alpha": 0.5}  # no nine nulls beside
     assert "mode" not in stored
     assert StudySpec.model_validate(stored) == StudySpec.model_validate(spec)
+
+
+def test_the_prepared_spec_text_is_stored_and_echoed_as_it_is_and_reads_back_the_same(api: Api) -> None:
+    spec = copy.deepcopy(TINY_SPEC)
+    spec["description"] = 'ünïcode, "quotes" and a \\ backslash'
+    spec["search"] = {"algorithm": "random", "variants": [{"name": f"v{i}", "alpha": 0.25} for i in range(300)]}
+    with api.client() as client:
+        created = client.post(STUDIES, json=spec)
+        assert created.status_code == 201, created.text
+        got = client.get(f"{STUDIES}/{created.json()['id']}").json()
+    expected = StudySpec.model_validate(spec).model_dump_json(exclude_none=True)
+    with session_factory(api.engine)() as session:
+        text = session.scalar(select(cast(Study.spec, Text)).where(Study.id == got["id"]))
+    assert text == expected  # the worker's JSON text, not decoded and encoded again by the API
+    assert created.json()["spec"] == got["spec"] == json.loads(expected)
+    assert created.json() == got  # the spliced answer is the study as GET shows it

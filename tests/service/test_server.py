@@ -111,12 +111,17 @@ def test_a_graceful_stop_ends_the_dispatcher_and_leaves_the_driver(served: Serve
     assert [pid_alive(pid) for pid in drivers(served.home)] == [True]  # the study goes on; a new serve re-attaches
 
 
-def test_killing_serve_kills_its_dispatcher(served: Served) -> None:
+def test_killing_serve_kills_its_dispatcher_and_spec_workers(served: Served) -> None:
     serve = served.proc
     dispatcher = dispatcher_of(serve)
+    # serve starts its spec worker: a child of the fork server, itself a child of serve
+    [forkserver] = [pid for pid, cmdline in child_processes(serve.pid) if "multiprocessing.forkserver" in cmdline]
+    [worker] = [pid for pid, _ in child_processes(forkserver)]
     serve.popen.send_signal(signal.SIGKILL)  # serve only, not its group: nothing else stops the dispatcher
     serve.popen.wait(10)
     wait_until(lambda: not pid_alive(dispatcher), 10, 0.1, "the orphaned dispatcher to die")
+    # The worker held its queue and the fork server open: both ran on, orphaned, for good.
+    wait_until(lambda: not pid_alive(worker) and not pid_alive(forkserver), 10, 0.1, "the spec worker to end")
 
 
 def ui_groups(home: Path) -> set[int]:

@@ -1,13 +1,15 @@
-"""``POST /api/v1/studies`` parses and validates its body in a worker thread, within a time limit.
+"""``POST /api/v1/studies`` prepares its body in a worker process, within a time limit.
 
 Real HTTP to a live app (uvicorn on loopback, SQLite); the app object is at hand to look at its
-validation threads.
+spec workers (real processes: their pids and CPU times are read from /proc).
 """
 
 from __future__ import annotations
 
 import copy
 import json
+import os
+import signal
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -22,12 +24,13 @@ from sqlalchemy import func, select
 
 from service import auth
 from service.api import create_app
+from service.api.spec_body import close_pool, spec_pool
 from service.db import make_engine, migrate, session_factory
 from service.models import Study
 from service.settings import ServiceSettings
 from studies.spec import StudySpec
 from tests.service.conftest import TINY_SPEC
-from tests.support.processes import free_port, wait_until
+from tests.support.processes import cpu_seconds, free_port, pid_alive, wait_until
 
 STUDIES = "/api/v1/studies"
 
@@ -71,6 +74,7 @@ def start(tmp_path: Path, **overrides: Any) -> Iterator[Live]:
     yield Live(app, f"http://127.0.0.1:{port}", {"Authorization": f"Bearer {token}"})
     server.should_exit = True
     thread.join(timeout=10)
+    close_pool(app)
     engine.dispose()
 
 
@@ -81,8 +85,10 @@ def live(tmp_path: Path) -> Iterator[Live]:
 
 @pytest.fixture
 def hasty(tmp_path: Path) -> Iterator[Live]:
-    """An API that gives a spec one millisecond to validate."""
-    yield from start(tmp_path, validation_timeout_s=0.001)
+    """An API that gives a spec 50 ms to validate (a 1 MB one takes longer), its worker started."""
+    for live in start(tmp_path, validation_timeout_s=0.05):
+        spec_pool(live.app).start()
+        yield live
 
 
 def big_spec(variants: int = 40_000) -> dict[str, Any]:
@@ -97,18 +103,60 @@ def big_spec(variants: int = 40_000) -> dict[str, Any]:
     return spec
 
 
-def test_a_spec_over_the_time_limit_is_503_naming_it_while_the_thread_still_works(hasty: Live) -> None:
+def test_a_spec_over_the_time_limit_is_503_naming_it_and_its_worker_is_replaced(hasty: Live) -> None:
+    pool = spec_pool(hasty.app)
+    [worker] = pool.pids()
     response = hasty.post(big_spec())
     assert response.status_code == 503, response.text
-    assert "limit of 0.001 s (MIXUP_STUDIES_VALIDATION_TIMEOUT_S)" in response.json()["detail"]
+    assert "limit of 0.05 s (MIXUP_STUDIES_VALIDATION_TIMEOUT_S)" in response.json()["detail"]
     assert response.headers["retry-after"] == "5"
-    # The answer came while the validation was still running, in a worker thread: not on the event loop,
-    # which meanwhile serves other requests.
-    assert hasty.app.state.validations.running == 1
+    # The worker still busy with it is killed: a stuck one cannot hold the pool.
+    wait_until(lambda: not pid_alive(worker), 30, 0.05, "the busy worker to be killed")
     with httpx.Client(base_url=hasty.url, timeout=60) as client:
         assert client.get("/healthz").status_code == 200
     assert hasty.rows() == 0
-    wait_until(lambda: hasty.app.state.validations.running == 0, 60, 0.05, "the validation to end")
+    hasty.app.state.settings.validation_timeout_s = 60.0
+    assert hasty.post(TINY_SPEC).status_code == 201  # a new worker
+    assert pool.pids() and worker not in pool.pids()
+    assert hasty.rows() == 1
+
+
+def test_a_spec_is_parsed_and_validated_in_a_worker_process_not_the_apis(live: Live) -> None:
+    pool = spec_pool(live.app)
+    pool.start()
+    [worker] = pool.pids()
+    assert worker != os.getpid()
+    before = cpu_seconds(worker)
+    bad = big_spec()
+    bad["search"]["variants"][-1]["label_smoothing"] = 1.5  # refused after validating all of it
+    refused = live.post(bad)
+    assert refused.status_code == 422, refused.text[:500]
+    assert [e["loc"] for e in refused.json()["errors"]] == [["body", "search", "variants", "39999", "label_smoothing"]]
+    # Parsing and validating 1 MB took the worker's CPU (tens of ms at least, more on a loaded machine).
+    assert cpu_seconds(worker) - before >= 0.02
+    assert pool.pids() == [worker]  # the same worker serves the next one
+
+
+def test_a_worker_that_dies_mid_validation_is_a_503_and_the_next_submission_works(live: Live) -> None:
+    pool = spec_pool(live.app)
+    pool.start()
+    [worker] = pool.pids()
+    os.kill(worker, signal.SIGSTOP)  # it takes the next call and holds it: killed while it has it
+    answers: list[httpx.Response] = []
+    posting = threading.Thread(target=lambda: answers.append(live.post(big_spec())))
+    posting.start()
+    wait_until(lambda: pool.in_flight == 1, 60, 0.01, "the spec to be handed to the worker")
+    os.kill(worker, signal.SIGKILL)
+    posting.join(60)
+    [died] = answers
+    assert died.status_code == 503, died.text[:500]
+    assert "the worker preparing the spec stopped; try again" in died.json()["detail"]
+    assert live.rows() == 0
+    created = live.post(TINY_SPEC)
+    assert created.status_code == 201, created.text
+    assert created.json()["spec"]["name"] == TINY_SPEC["name"]
+    assert worker not in pool.pids()
+    assert live.rows() == 1
 
 
 def test_a_big_valid_spec_is_accepted_and_a_big_invalid_one_names_the_field(live: Live) -> None:

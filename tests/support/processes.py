@@ -179,6 +179,12 @@ def child_processes(pid: int) -> list[tuple[int, str]]:
     return found
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of one process so far (Linux)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def pid_alive(pid: int) -> bool:
     """True when ``pid`` exists and is not a zombie."""
     try:
