@@ -140,16 +140,7 @@ class DeviceStep:
     def step(self) -> tuple[torch.Tensor, torch.Tensor]:
         """One training step, device operations only; returns this step's (mean loss, weighted correct)."""
         b = self.batch_size
-        idx = self.order.index_select(0, self.counter).view(b)
-        self.counter.add_(1)
-        data = self.data
-        x = data.train_x.index_select(0, idx)
-        y = data.train_y.index_select(0, idx)
-        if data.augment:
-            x = random_crop_flip(x, self.generator, fill=data.pad_fill)
-        if x.dim() == 4:
-            x = x.contiguous(memory_format=self.memory_format)
-        x, y_a, y_b, lam = self._mixed(x, y)
+        x, y_a, y_b, lam = self._mixed(*self._batch())
         with self.autocast():
             logits = self.forward(x)
         loss = mixed_cross_entropy(logits, y_a, y_b, lam, self.mix.label_smoothing)
@@ -160,6 +151,19 @@ class DeviceStep:
         self.loss_sum.add_(loss.detach() * b)
         self.correct_sum.add_(correct)
         return loss.detach(), correct
+
+    def _batch(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """This step's row of the epoch's order: gathered, cropped and flipped on the device."""
+        idx = self.order.index_select(0, self.counter).view(self.batch_size)
+        self.counter.add_(1)
+        data = self.data
+        x = data.train_x.index_select(0, idx)
+        y = data.train_y.index_select(0, idx)
+        if data.augment:
+            x = random_crop_flip(x, self.generator, fill=data.pad_fill)
+        if x.dim() == 4:
+            x = x.contiguous(memory_format=self.memory_format)
+        return x, y
 
     def _mixed(
         self, x: torch.Tensor, y: torch.Tensor
