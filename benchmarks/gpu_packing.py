@@ -15,9 +15,16 @@ span of a level is the first trial's start to the last trial's end (a system-wid
 Figures per level: aggregate training img/s (trained images ÷ span; evaluation time counts in the span) and
 trials/hour. ``packing_gain`` = aggregate img/s at ``--gain-at`` workers (default 4, i.e. ``gpu: 0.25``) ÷ at 1.
 
-Usage: ``python benchmarks/gpu_packing.py [--device auto|cuda|cpu] [--trials 8] [--concurrency 1,2,4,8]
-[--epochs 2] [--quick]``. Prints one JSON line; ``"gpu"`` is null without CUDA. ``--quick``: 2 tiny trials at
-concurrency 1 and 2 (a smoke test of the logic; on a CPU the "gain" only says how the cores were shared).
+Issue 16: ``--model preact_resnet18`` trains the paper's network on CIFAR-shaped data instead (3×32×32, the
+learnable synthetic task of ``gpu_throughput.py``'s :func:`class_images`, 50 000 training images, crop + flip,
+batch 128); ``--cuda-graph`` turns on ``training.cuda_graph`` in every trial. Each level also reports every
+trial's final test error next to the same trial (same seed) run solo: ``error_vs_solo`` (points; packing
+changes the speed, never what a seed computes, so beyond float noise a difference means a bug).
+
+Usage: ``python benchmarks/gpu_packing.py [--device auto|cuda|cpu] [--model small_cnn|preact_resnet18]
+[--trials 8] [--concurrency 1,2,4,8] [--epochs 2] [--cuda-graph] [--quick]``. Prints one JSON line;
+``"gpu"`` is null without CUDA. ``--quick``: 2 tiny trials at concurrency 1 and 2 (a smoke test of the
+logic; on a CPU the "gain" only says how the cores were shared).
 """
 
 from __future__ import annotations
@@ -48,6 +55,8 @@ from mixup_core.data import images_dataset
 from mixup_core.data.registry import IMAGE_STATS
 
 NUM_CLASSES, SHAPE = 10, (1, 28, 28)
+#: Models trained on CIFAR-shaped images (the paper's CIFAR networks); every other model on Fashion-MNIST's shape.
+CIFAR_MODELS = ("preact_resnet18", "wide_resnet28_10")
 LR, MOMENTUM, WEIGHT_DECAY = 0.05, 0.9, 1e-4
 WORKER_TIMEOUT_S = 900
 
@@ -55,7 +64,7 @@ WORKER_TIMEOUT_S = 900
 def trial_config(args: dict[str, Any], seed: int, epochs: int) -> ExperimentConfig:
     return ExperimentConfig(
         # Validation and naming only: the trainer is handed the random images, never Fashion-MNIST's files.
-        dataset=DataConfig(name="fashion_mnist", download=False),
+        dataset=DataConfig(name="cifar10" if cifar(args) else "fashion_mnist", download=False),
         model=ModelConfig(name=args["model"]),
         mixup=MixupConfig(alpha=1.0),
         training=TrainConfig(
@@ -67,19 +76,20 @@ def trial_config(args: dict[str, Any], seed: int, epochs: int) -> ExperimentConf
             schedule="constant",
             seed=seed,
             device=args["device"],
+            cuda_graph=args["cuda_graph"],
         ),
     )
+
+
+def cifar(args: dict[str, Any]) -> bool:
+    return bool(args["model"] in CIFAR_MODELS)
 
 
 def worker(rank: int, trials: list[int], args: dict[str, Any], barrier: Any, results: Any) -> None:
     """One trial process: build, warm up, wait for the others, then train its trials in turn."""
     try:
         torch.set_num_threads(args["threads"])
-        rng = np.random.default_rng(args["seed"])
-        n, m = args["images"], args["test_images"]
-        train = rng.integers(0, 256, (n, *SHAPE), dtype=np.uint8), rng.integers(0, NUM_CLASSES, n)
-        test = rng.integers(0, 256, (m, *SHAPE), dtype=np.uint8), rng.integers(0, NUM_CLASSES, m)
-        data = trial_data(args["device"], train, test)
+        data = trial_data(args)
         warm = Trainer(trial_config(args, seed=10_000 + rank, epochs=1), dataset=data)
         warm.train_epoch()  # untimed: CUDA context, cuDNN autotuning, allocator
         warm.evaluate()
@@ -92,7 +102,7 @@ def worker(rank: int, trials: list[int], args: dict[str, Any], barrier: Any, res
         for trial in trials:
             start = time.monotonic()  # CLOCK_MONOTONIC: one clock for every process on the machine
             result = Trainer(trial_config(args, seed=trial, epochs=args["epochs"]), dataset=data).fit()
-            spans.append((start, time.monotonic(), result.final["test_error"]))
+            spans.append((start, time.monotonic(), result.final["test_error"], trial))
         results.put(
             {
                 "rank": rank,
@@ -106,10 +116,21 @@ def worker(rank: int, trials: list[int], args: dict[str, Any], barrier: Any, res
         raise
 
 
-def trial_data(device: str, train: Any, test: Any) -> LoadedDataset:
-    """The random images on the device the trial's trainer will resolve (as ``load_dataset`` would put them)."""
+def trial_data(args: dict[str, Any]) -> LoadedDataset:
+    """The level's images on the device the trial's trainer will resolve (as ``load_dataset`` would put them)."""
+    n, m, seed = args["images"], args["test_images"], args["seed"]
+    device = resolve_device(args["device"])
+    if cifar(args):
+        from gpu_throughput import class_images  # the learnable CIFAR-shaped task (benchmarks/ is on sys.path)
+
+        mean, std = IMAGE_STATS["cifar10"]
+        train, test = class_images(n, seed), class_images(m, seed + 1)
+        return images_dataset(train, test, NUM_CLASSES, mean, std, device, augment=True)
+    rng = np.random.default_rng(seed)
+    train = rng.integers(0, 256, (n, *SHAPE), dtype=np.uint8), rng.integers(0, NUM_CLASSES, n)
+    test = rng.integers(0, 256, (m, *SHAPE), dtype=np.uint8), rng.integers(0, NUM_CLASSES, m)
     mean, std = IMAGE_STATS["fashion_mnist"]
-    return images_dataset(train, test, NUM_CLASSES, mean, std, resolve_device(device), augment=False)
+    return images_dataset(train, test, NUM_CLASSES, mean, std, device, augment=False)
 
 
 def run_level(processes: int, args: dict[str, Any]) -> dict[str, Any]:
@@ -138,20 +159,28 @@ def run_level(processes: int, args: dict[str, Any]) -> dict[str, Any]:
             if w.is_alive():
                 w.terminate()
     spans = [s for r in reports for s in r["spans"]]
-    span = max(end for _, end, _ in spans) - min(start for start, _, _ in spans)
+    span = max(s[1] for s in spans) - min(s[0] for s in spans)
     full, rest = divmod(args["images"], args["batch_size"])
-    images = len(spans) * args["epochs"] * (full * args["batch_size"] + (rest if rest >= 2 else 0))
+    kept = 0 if args["cuda_graph"] else (rest if rest >= 2 else 0)  # the static step drops the partial batch
+    images = len(spans) * args["epochs"] * (full * args["batch_size"] + kept)
     return {
         "processes": processes,
         "trials": len(spans),
         "span_s": span,
         "img_per_s": images / span,
         "trials_per_hour": len(spans) / span * 3600.0,
-        "mean_trial_s": sum(end - start for start, end, _ in spans) / len(spans),
-        "test_errors": sorted(err for _, _, err in spans),
+        "mean_trial_s": sum(s[1] - s[0] for s in spans) / len(spans),
+        "test_errors": sorted(s[2] for s in spans),
+        "test_error_by_trial": {str(s[3]): s[2] for s in sorted(spans, key=lambda s: s[3])},
         "devices": sorted({r["device"] for r in reports}),
         "cuda_visible_devices": sorted({str(r["cuda_visible_devices"]) for r in reports}),
     }
+
+
+def error_vs_solo(level: dict[str, Any], solo: dict[str, Any]) -> dict[str, float]:
+    """Each trial's final test error minus the same trial's (same seed) run solo, in points, and the largest."""
+    diffs = {t: round(e - solo["test_error_by_trial"][t], 3) for t, e in level["test_error_by_trial"].items()}
+    return {**diffs, "max_abs": max((abs(d) for d in diffs.values()), default=0.0)}
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -162,12 +191,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--concurrency", default="1,2,4,8", help="comma-separated worker counts; must include 1")
     parser.add_argument("--gain-at", type=int, default=4, help="packing_gain compares this level with 1")
     parser.add_argument("--epochs", type=int, default=2, help="epochs per trial")
-    parser.add_argument("--images", type=int, default=60_000, help="training images (Fashion-MNIST: 60 000)")
+    parser.add_argument("--images", type=int, help="training images; default 60 000 (Fashion-MNIST), CIFAR 50 000")
     parser.add_argument("--test-images", type=int, default=10_000)
+    parser.add_argument("--cuda-graph", action="store_true", help="training.cuda_graph in every trial (issue 16)")
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--quick", action="store_true", help="2 tiny trials at concurrency 1 and 2")
     args = parser.parse_args(argv)
+    if args.images is None:
+        args.images = 50_000 if args.model in CIFAR_MODELS else 60_000
     if args.quick:
         args.trials, args.concurrency, args.gain_at, args.epochs = 2, "1,2", 2, 1
         args.images, args.test_images, args.batch_size = 96, 64, 32
@@ -178,7 +210,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         parser.error(f"every level needs at least one trial per worker: --trials {args.trials}, levels {levels}")
     if args.device != "auto" and args.device.startswith("cuda") and not torch.cuda.is_available():
         parser.error(f"--device {args.device}: no CUDA device is available here")
-    shared = {k: getattr(args, k) for k in ("device", "model", "trials", "epochs", "images", "test_images", "seed")}
+    keys = ("device", "model", "trials", "epochs", "images", "test_images", "seed", "cuda_graph")
+    shared = {k: getattr(args, k) for k in keys}
     shared["batch_size"] = args.batch_size
 
     by_level = {p: run_level(p, shared) for p in levels}
@@ -193,11 +226,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "img_per_s": {str(p): round(r["img_per_s"], 1) for p, r in by_level.items()},
         "trials_per_hour": {str(p): round(r["trials_per_hour"], 1) for p, r in by_level.items()},
         "levels": {str(p): r for p, r in by_level.items()},
+        "error_vs_solo": {str(p): error_vs_solo(r, base) for p, r in by_level.items() if p != 1},
         "model": args.model,
         "trials": args.trials,
         "epochs": args.epochs,
         "images": args.images,
         "batch_size": args.batch_size,
+        "cuda_graph": args.cuda_graph,
         "quick": args.quick,
         "machine": {
             "cpu_count": os.cpu_count(),

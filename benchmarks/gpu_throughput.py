@@ -16,6 +16,10 @@ paper's, and 512). Arms:
    crop/flip and mixing on whole batches on the device; fused SGD), fp32, default memory format.
 3. ``ours_bf16_cl``: the same with bf16 autocast and channels_last (the trainer's defaults).
 4. ``ours_compile``: 3. plus ``torch.compile`` (skipped on the CPU, where inductor compiles for minutes).
+5. ``ours_graph``: 3. with ``training.cuda_graph`` (issue 16): the static device-only step, captured in a CUDA
+   graph on CUDA (eager on the CPU). It drops each epoch's last partial batch (img/s counts what it trained).
+   Its ``mixing_share`` and ``batching_share`` come from an instrumented epoch of the same step run *eagerly*
+   (a graph cannot be split into spans), so they are upper bounds for the graphed step.
 
 Every arm starts from the same initial weights. What is timed: whole training epochs (``Trainer.train_epoch``,
 one pass of the reference's DataLoader), after ``--warmup-epochs`` untimed ones (worker start-up, cuDNN
@@ -67,10 +71,11 @@ from mixup_core.data.registry import IMAGE_STATS
 LR, MOMENTUM, WEIGHT_DECAY, ALPHA = 0.02, 0.9, 1e-4, 1.0
 PAPER_EPOCHS, PAPER_IMAGES, PAPER_BATCH = 200, 50_000, 128
 NUM_CLASSES, SHAPE = 10, (3, 32, 32)
-OURS = {  # arm -> (amp, channels_last, compile)
-    "ours_fp32": (False, False, False),
-    "ours_bf16_cl": (True, True, False),
-    "ours_compile": (True, True, True),
+OURS = {  # arm -> (amp, channels_last, compile, cuda_graph)
+    "ours_fp32": (False, False, False, False),
+    "ours_bf16_cl": (True, True, False, False),
+    "ours_compile": (True, True, True, False),
+    "ours_graph": (True, True, False, True),
 }
 GOALS = {"ours_vs_reference": 5.0, "img_per_s_h100_b512": 50_000, "paper_run_minutes": 4.0, "mixing_share": 0.01}
 
@@ -160,9 +165,9 @@ def reference_arm(
 
 
 def make_trainer(
-    data: LoadedDataset, model: str, batch: int, device: torch.device, seed: int, flags: tuple[bool, bool, bool]
+    data: LoadedDataset, model: str, batch: int, device: torch.device, seed: int, flags: tuple[bool, ...]
 ) -> Trainer:
-    amp, channels_last, compile_ = flags
+    amp, channels_last, compile_, cuda_graph = flags
     config = ExperimentConfig(
         # Validation and naming only: the trainer gets the random images below, never CIFAR's files.
         dataset=DataConfig(name="cifar10", download=False),
@@ -180,6 +185,7 @@ def make_trainer(
             amp=amp,
             channels_last=channels_last,
             compile=compile_,
+            cuda_graph=cuda_graph,
         ),
     )
     return Trainer(config, dataset=data)
@@ -274,6 +280,8 @@ def timed(fn: Callable[[], Any], device: torch.device) -> tuple[Any, float]:
 
 def step_shares(trainer: Trainer, device: torch.device) -> dict[str, float]:
     """One instrumented epoch: the Mixer's and the batch source's shares of its wall time."""
+    if trainer.device_step is not None:
+        return device_step_shares(trainer, device)
     mix_timer, batch_timer = SpanTimer(device), SpanTimer(device)
     mixer, batches = trainer.mixer, trainer.batches
     trainer.mixer = TimedMixer(mixer, mix_timer)  # type: ignore[assignment]
@@ -285,6 +293,33 @@ def step_shares(trainer: Trainer, device: torch.device) -> dict[str, float]:
     return {"mixing": mix_timer.total() / seconds, "batching": batch_timer.total() / seconds}
 
 
+def device_step_shares(trainer: Trainer, device: torch.device) -> dict[str, float]:
+    """The same shares for ``training.cuda_graph``: one epoch of its step run eagerly, its parts timed."""
+    step = trainer.device_step
+    assert step is not None
+    mix_timer, batch_timer = SpanTimer(device), SpanTimer(device)
+    mixed, batch, cuda = step._mixed, step._batch, step.cuda
+
+    def timed_part(fn: Callable[..., Any], timer: SpanTimer) -> Callable[..., Any]:
+        def run(*args: Any) -> Any:
+            token = timer.start()
+            out = fn(*args)
+            timer.stop(token)
+            return out
+
+        return run
+
+    step._mixed = timed_part(mixed, mix_timer)  # type: ignore[method-assign]
+    step._batch = timed_part(batch, batch_timer)  # type: ignore[method-assign]
+    step.cuda = False  # eager: the spans of a replayed graph cannot be told apart
+    try:
+        _, seconds = timed(trainer.train_epoch, device)
+    finally:
+        del step._mixed, step._batch
+        step.cuda = cuda
+    return {"mixing": mix_timer.total() / seconds, "batching": batch_timer.total() / seconds}
+
+
 def run_ours(
     arm: str, data: LoadedDataset, args: argparse.Namespace, batch: int, device: torch.device
 ) -> dict[str, Any]:
@@ -292,6 +327,8 @@ def run_ours(
         torch.cuda.reset_peak_memory_stats(device)
     trainer = make_trainer(data, args.model, batch, device, args.seed, OURS[arm])
     n = epoch_images(data.train_size, batch)
+    if trainer.device_step is not None:
+        n = trainer.device_step.steps * batch  # the static step drops the last partial batch
     for _ in range(args.warmup_epochs):
         trainer.train_epoch()
     rates = [n / timed(trainer.train_epoch, device)[1] for _ in range(args.epochs)]

@@ -251,6 +251,11 @@ class TrainConfig(_Config):
     amp: bool = Field(True, description="bf16 autocast on CUDA; ignored on the CPU.")
     channels_last: bool = Field(True, description="channels_last memory format for image models.")
     compile: bool = Field(False, description="torch.compile the model (cached per process).")
+    cuda_graph: bool = Field(
+        False,
+        description="A static step with λ, partners and metrics on the device (the last partial batch dropped), "
+        "captured in a CUDA graph on CUDA; runs eagerly on the CPU. Input mixing with random pairing only.",
+    )
 
     @field_validator("milestones")
     @classmethod
@@ -320,6 +325,10 @@ class ExperimentConfig(_Config):
             raise ValueError(
                 f"training.batch_size must be >= 2 when mixing (mixup.alpha > 0), got {self.training.batch_size}"
             )
+        if self.training.cuda_graph:
+            from mixup_core.device_step import check_supported
+
+            check_supported(self.mixup)
         if self.dataset.augment and len(info.input_shape) != 3:
             raise ValueError(f"dataset.augment crops and flips images; {self.dataset.name!r} gives vectors")
         if self.mixup.pairing == "knn" and self.mixup.knn_k >= info.train_size:

@@ -24,6 +24,7 @@ from mixup_core.batches import BatchSource
 from mixup_core.compiled import compiled_model
 from mixup_core.config import ExperimentConfig
 from mixup_core.data import LoadedDataset, load_dataset
+from mixup_core.device_step import DeviceStep
 from mixup_core.divergence import DivergenceWatch
 from mixup_core.errors import TrainingDiverged
 from mixup_core.evaluation import PixelScale, calibration_error, evaluate, fgsm_error
@@ -114,6 +115,21 @@ class Trainer:
             self.data, train.batch_size, self.generator, knn if mix.mixes else None, train.channels_last
         )
         self.mixer = Mixer(mix, self.generator, self.lam_generator, self.hidden)
+        self.device_step = (
+            DeviceStep(
+                self.model,
+                self.forward,
+                self.optimizer,
+                self.data,
+                mix,
+                train.batch_size,
+                self.generator,
+                self.autocast,
+                self.memory_format,
+            )
+            if train.cuda_graph
+            else None
+        )
         self.epoch = 0
         self.history: list[dict[str, float]] = []
         self._watch = DivergenceWatch(self.device)
@@ -150,10 +166,27 @@ class Trainer:
         self.model.train()
         lr = learning_rate(self.config.training, self.epoch)
         set_learning_rate(self.optimizer, lr)
+        started = time.perf_counter()
+        if self.device_step is not None:
+            # Metrics summed on the device; the epoch's one read is also the divergence check.
+            total_loss, total_correct, seen = self.device_step.run_epoch(lr)
+            self._raise_if_diverged(total_loss, self.device_step.steps - 1)
+        else:
+            total_loss, total_correct, seen = self._eager_epoch()
+        seconds = time.perf_counter() - started
+        return {
+            M.LR: lr,
+            M.TRAIN_LOSS: total_loss / max(1, seen),
+            M.TRAIN_ERROR: 100.0 * (1.0 - total_correct / max(1, seen)),
+            M.EPOCH_SECONDS: seconds,
+            M.TRAIN_SAMPLES_PER_S: seen / seconds if seconds > 0 else math.inf,
+        }
+
+    def _eager_epoch(self) -> tuple[float, float, int]:
+        """The default step: (sum of per-sample losses, λ-weighted correct, samples) of one epoch."""
         loss_sum = torch.zeros((), device=self.device)
         correct_sum = torch.zeros((), device=self.device)
         seen = 0
-        started = time.perf_counter()
         for step, clean in enumerate(self.batches):
             batch = self.mixer(clean.x, clean.y, clean.partner_x, clean.partner_y)
             with self.autocast():
@@ -172,14 +205,7 @@ class Trainer:
         total_loss, total_correct = torch.stack([loss_sum, correct_sum]).tolist()
         self._raise_if_diverged(total_loss, len(self.batches) - 1)
         self._watch.reset()
-        seconds = time.perf_counter() - started
-        return {
-            M.LR: lr,
-            M.TRAIN_LOSS: total_loss / max(1, seen),
-            M.TRAIN_ERROR: 100.0 * (1.0 - total_correct / max(1, seen)),
-            M.EPOCH_SECONDS: seconds,
-            M.TRAIN_SAMPLES_PER_S: seen / seconds if seconds > 0 else math.inf,
-        }
+        return total_loss, total_correct, seen
 
     def _raise_if_diverged(self, value: float, step: int) -> None:
         if not math.isfinite(value):

@@ -21,7 +21,7 @@ def test_gpu_throughput_reports_every_arm_and_the_derived_figures() -> None:
     for key in ("best_img_per_s", "ours_vs_reference", "paper_run_minutes", "paper_run_minutes_with_eval"):
         assert positive(result[key]), (key, result[key])
     assert 0 < result["mixing_share"] < 1
-    arms = {"reference", "ours_fp32", "ours_bf16_cl", "ours_compile"}
+    arms = {"reference", "ours_fp32", "ours_bf16_cl", "ours_compile", "ours_graph"}
     batches = [str(b) for b in result["batch_sizes"]]
     assert sorted(result["img_per_s"]) == sorted(batches)
     for batch in batches:
