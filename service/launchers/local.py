@@ -20,6 +20,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from contextlib import suppress
 from pathlib import Path
 
@@ -27,6 +28,9 @@ from service.errors import LaunchError
 from service.launchers.base import DriverState, Launch, Launcher, clean_environ, spec_text
 from service.processes import MARKER_ENV, end_members, group_members, process_start_time
 from service.settings import ServiceSettings
+
+#: How long the leftovers of a dead driver are swept again while new ones still appear.
+LEFTOVER_SWEEP_S = 3.0
 
 __all__ = ["LocalLauncher", "process_start_time"]
 
@@ -118,10 +122,18 @@ class LocalLauncher(Launcher):
         """
         pid, _ = self._parse(handle)
         marker = next((f.stem for f in (self.settings.home_dir / "drivers").glob("*.pid") if _holds(f, handle)), None)
-        left = group_members(pid, marker) if marker is not None else []
-        if left:
+        if marker is None:
+            return []
+        ended: list[int] = []
+        # Again until none is left: a dying raylet may still start a process after the first sweep.
+        deadline = time.monotonic() + LEFTOVER_SWEEP_S
+        while left := group_members(pid, marker):
             end_members(left, grace_s=0)  # the driver is gone: nothing left of its session has work to save
-        return left
+            ended += left
+            if time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
+        return ended
 
     def stop(self, handle: str) -> None:
         pid, _ = self._parse(handle)
