@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
     from studies.comparison import Comparison
-    from studies.report import AlphaPoint, FactorCell, LeaderboardRow, StudyReport
+    from studies.report_models import AlphaPoint, FactorCell, LeaderboardRow, StudyReport
 
 LEADERBOARD_ROWS = 10
 # Metrics mixup_core reports in percent (see mixup_core.metrics).
