@@ -131,7 +131,12 @@ _STATE_BY_HASH = (
 
 def authenticate(db: Session | Connection, secret: str) -> TokenState | None:
     """The stored state of a token, or None when unknown (one indexed lookup; no ORM objects)."""
-    row = db.execute(_STATE_BY_HASH, {"digest": hash_token(secret)}).first()
+    return authenticate_digest(db, hash_token(secret))
+
+
+def authenticate_digest(db: Session | Connection, digest: str) -> TokenState | None:
+    """:func:`authenticate` by the token's SHA-256 (what a page session keeps instead of the secret)."""
+    row = db.execute(_STATE_BY_HASH, {"digest": digest}).first()
     if row is None:
         return None
     caller = Caller(row.id, row.name, bool(row.is_admin))

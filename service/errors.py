@@ -15,6 +15,10 @@ class Conflict(ServiceError):
     """The study is not in a state that allows the action (cancel a finished study, delete a running one)."""
 
 
+class Forbidden(ServiceError):
+    """A request the caller may not make this way (a page's form without its CSRF token, from another origin)."""
+
+
 class QuotaExceeded(ServiceError):
     """The user already has the most queued studies allowed."""
 

@@ -37,6 +37,10 @@ class ServiceSettings(StudySettings):
         10, ge=0, le=19, description="Niceness of the spec workers (the API's event loop keeps its core)."
     )
     mlflow_ui_port: int = Field(5000, ge=0, le=65535, description="Port of the MLflow UI serve starts (0: none).")
+    web_session_s: float = Field(
+        8 * 3600.0, gt=0, description="A page login lasts this long after its last use (sessions live in memory)."
+    )
+    web_refresh_s: float = Field(3.0, gt=0, le=600, description="How often a running study's page polls for progress.")
     poll_interval_s: float = Field(1.0, gt=0, description="Dispatcher loop period.")
     progress_interval_s: float = Field(2.0, gt=0, description="How often running studies' progress is read.")
     max_attempts: int = Field(3, ge=1, description="Driver launches of one study (the first plus resumes).")

@@ -11,6 +11,7 @@ from service.auth import LastUsed, TokenCache
 from service.db import make_engine, session_factory
 from service.schemas import TrialStatsCache
 from service.settings import ServiceSettings
+from service.web import app as web
 
 
 def create_app(settings: ServiceSettings | None = None, engine: Engine | None = None) -> FastAPI:
@@ -35,6 +36,7 @@ def create_app(settings: ServiceSettings | None = None, engine: Engine | None = 
     app.include_router(studies.router)
     spec_body.document_body(app)
     docs.install(app)
+    web.install(app)  # the pages: /, /login, /studies, ... (service.web)
     app.router.on_shutdown.append(lambda: spec_body.close_pool(app))  # its worker processes
     errors.install(app)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)

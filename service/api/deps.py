@@ -24,6 +24,7 @@ from service.auth import Caller
 from service.errors import Unauthorized
 from service.models import utcnow
 from service.settings import ServiceSettings
+from service.web import sessions as web_sessions
 
 T = TypeVar("T")
 bearer = HTTPBearer(auto_error=False, description="A token from `mixup-studies token create`.")
@@ -66,9 +67,36 @@ SettingsDep = Annotated[ServiceSettings, Depends(get_settings)]
 SessionDep = Annotated[Session, Depends(get_session)]
 
 
+#: Methods a page's session cookie may call the JSON API with: reads only (the pages' report downloads). A
+#: state change through the API needs the token itself; the pages' own forms check CSRF (service.web).
+COOKIE_METHODS = frozenset({"GET", "HEAD"})
+
+
+async def session_caller(request: Request) -> Caller | None:
+    """The user of the request's page session, when it has one whose token is still valid (else None).
+
+    The token's state is read again on every request (one indexed lookup), so a revoked or expired token
+    ends its sessions at once; the cookie never stands for more than the token does.
+    """
+    found = web_sessions.current(request)
+    if found is None:
+        return None
+    digest = found[1].token_digest
+    state = await read(request, lambda connection: auth.authenticate_digest(connection, digest))
+    if state is None or state.refusal(utcnow()) is not None:
+        web_sessions.store_of(request).drop_token(digest)
+        return None
+    last_used: auth.LastUsed = request.app.state.last_used
+    last_used.touch(state.token_id)
+    return state.caller
+
+
 async def current_user(
     request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
 ) -> Caller:
+    cookie = credentials is None and request.method in COOKIE_METHODS and web_sessions.COOKIE in request.cookies
+    if cookie and (caller := await session_caller(request)) is not None:
+        return caller
     if credentials is None or credentials.scheme.lower() != "bearer" or not credentials.credentials:
         raise Unauthorized("missing token: send 'Authorization: Bearer <token>' (mixup-studies token create)")
     secret = credentials.credentials

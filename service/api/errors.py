@@ -7,13 +7,22 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.api.limits import BodyTooLarge, _problem
-from service.errors import BadSpec, Conflict, LaunchError, NotFound, QuotaExceeded, ServiceError, Unauthorized
+from service.errors import (
+    BadSpec,
+    Conflict,
+    Forbidden,
+    LaunchError,
+    NotFound,
+    QuotaExceeded,
+    ServiceError,
+    Unauthorized,
+)
 from studies.errors import InvalidStudySpec
 
 log = logging.getLogger(__name__)
@@ -23,6 +32,7 @@ STATUS: dict[type[Exception], int] = {
     Conflict: 409,
     QuotaExceeded: 429,
     Unauthorized: 401,
+    Forbidden: 403,
     BadSpec: 422,
     InvalidStudySpec: 422,
     LaunchError: 503,
@@ -83,16 +93,32 @@ def _allowed_methods(request: Request) -> str:
     return ", ".join(allowed)
 
 
+def _page_error(request: Request, status: int, detail: str) -> Response | None:
+    """An HTML error page when the request was for one of the pages (service.web installs the renderer)."""
+    render = getattr(request.app.state, "error_page", None)
+    is_page = getattr(request.app.state, "is_page", None)
+    if render is None or is_page is None or not is_page(request):
+        return None
+    response: Response = render(request, status, detail)
+    return response
+
+
 def install(app: FastAPI) -> None:
     """Register the handlers on ``app``."""
 
     @app.exception_handler(RequestValidationError)
-    async def _invalid(_request: Request, error: RequestValidationError) -> JSONResponse:
+    async def _invalid(request: Request, error: RequestValidationError) -> Response:
         detail, errors = _validation_errors(error)
+        # A page's bad query (a hand-edited URL) names the value too; the JSON errors keep their form.
+        given = "; ".join(f"{'.'.join(map(str, e.get('loc', ())))} got {e.get('input')!r}" for e in error.errors())
+        if (html := _page_error(request, 422, f"{detail} ({given})")) is not None:
+            return html
         return JSONResponse({"detail": detail, "errors": errors}, status_code=422)
 
-    async def _known(_request: Request, error: Exception) -> JSONResponse:
+    async def _known(request: Request, error: Exception) -> Response:
         status = _status_of(error)
+        if (html := _page_error(request, status, str(error))) is not None:
+            return html
         headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
         body: dict[str, Any] = {"detail": str(error)}
         if (errors := _field_errors(error)) is not None:
