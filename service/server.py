@@ -61,6 +61,8 @@ def serve(host: str = "127.0.0.1", port: int = 8000, settings: ServiceSettings |
     base = f"http://{host}:{port}"
     console.print(f"mixup-studies API on [bold]{base}[/bold] (docs: {base}/docs); launcher {settings.launcher}; "
                   f"home {settings.home_dir}")  # fmt: skip
+    # The pages' address on a line of its own, whole, so a terminal makes it a link to click.
+    console.print(f"Study pages: {base}/studies (log in with an API token)", highlight=False)
     if settings.mlflow_ui_url:
         console.print(f"MLflow UI: {settings.mlflow_ui_url}")
     if token is not None:

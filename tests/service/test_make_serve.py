@@ -70,7 +70,10 @@ def test_make_serve_takes_ports_and_starts_the_ui_without_job_workers(tmp_path: 
     try:
         wait_for_http(f"http://127.0.0.1:{port}/healthz", 180, served)
         wait_for_http(f"http://127.0.0.1:{ui_port}/health", 180, served)
-        assert f"MLflow UI: http://127.0.0.1:{ui_port}" in served.log_text(tail=None)
+        logged = served.log_text(tail=None)
+        assert f"MLflow UI: http://127.0.0.1:{ui_port}" in logged
+        # The pages' address on a line of its own (a terminal makes it a link), never wrapped.
+        assert f"\nStudy pages: http://127.0.0.1:{port}/studies (log in with an API token)\n" in logged
         processes = tree(served.pid)
         servers = [line for line in processes if " mlflow server " in f" {line} " or "-m mlflow server" in line]
         assert servers, processes
