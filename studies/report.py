@@ -21,6 +21,7 @@ from studies.comparison import BaselineComparisons, Comparison, baseline_index, 
 from studies.records import FINAL_TRIAL_STATUSES, TRIAL_STATUSES, TrialRecord
 from studies.report_models import (
     AlphaPoint,
+    AlphaTrialPoint,
     FactorCell,
     FactorColumn,
     FactorRow,
@@ -38,6 +39,7 @@ if TYPE_CHECKING:
 __all__ = [
     "ALL_LABEL",
     "AlphaPoint",
+    "AlphaTrialPoint",
     "BaselineComparisons",
     "Comparison",
     "FactorCell",
@@ -86,6 +88,7 @@ def build_report(
     counts: dict[str, int] = {status: sum(t.status == status for t in trials) for status in STATUSES}
     counts["total"] = len(trials)
     table = _factor_table(spec, trials)
+    alpha_curve, alpha_partial = _alpha_points(spec, trials)
     return StudyReport(
         study_id=study_id,
         study_status=study_status,
@@ -100,7 +103,8 @@ def build_report(
         factor_table=table,
         failures=[FailureRow(trial_id=t.trial_id, params=_plain(t.params), error=t.error) for t in failed],
         first_error=first_error,
-        alpha_curve=_alpha_curve(spec, trials),
+        alpha_curve=alpha_curve,
+        alpha_partial=alpha_partial,
         seeds=list(spec.search.seeds),
         seed_data=spec.search.seed_data,
         split_seed=spec.dataset.split_seed,
@@ -307,19 +311,34 @@ def _comparisons(spec: StudySpec, trials: Sequence[TrialRecord], table: FactorTa
     return BaselineComparisons(baseline=table.rows[base].label, comparisons=comparisons)
 
 
-def _alpha_curve(spec: StudySpec, trials: Sequence[TrialRecord]) -> list[AlphaPoint]:
+def _alpha_points(spec: StudySpec, trials: Sequence[TrialRecord]) -> tuple[list[AlphaPoint], list[AlphaTrialPoint]]:
+    """The α curve (means over finished trials) and the unfinished trials with a value, one point each."""
     order, _ = _varied(spec)
     if ALPHA not in order:
-        return []
+        return [], []
     wd_varied = WEIGHT_DECAY in order
     series_factors = [f for f in order if f not in (ALPHA, WEIGHT_DECAY)]
     groups: dict[tuple[Key, float, float], list[float]] = defaultdict(list)
+    partial: list[tuple[Key, AlphaTrialPoint]] = []
     for t in trials:
         value, alpha = _metric(t, spec.metric), _param(spec, t, ALPHA)
-        if t.status != "finished" or value is None or not isinstance(alpha, float):
-            continue
-        series = tuple(_param(spec, t, f) for f in series_factors)
-        groups[series, _weight_decay(spec, t, wd_varied), alpha].append(value)
+        if value is None or not isinstance(alpha, float) or t.status == "failed":
+            continue  # a failed trial's last value says how it broke, not how α does
+        series, wd = tuple(_param(spec, t, f) for f in series_factors), _weight_decay(spec, t, wd_varied)
+        if t.status == "finished":
+            groups[series, wd, alpha].append(value)
+        else:
+            label = _label(series_factors, series)
+            point = AlphaTrialPoint(
+                series=label,
+                weight_decay=wd,
+                alpha=alpha,
+                value=value,
+                status=t.status,
+                epochs=t.epochs,
+                trial_id=t.trial_id,
+            )
+            partial.append((series, point))
     points = []
     for series, wd, alpha in sorted(groups, key=lambda g: (_sort_key(spec, series_factors, g[0]), g[1], g[2])):
         mean, std = _mean_std(groups[series, wd, alpha])
@@ -327,4 +346,5 @@ def _alpha_curve(spec: StudySpec, trials: Sequence[TrialRecord]) -> list[AlphaPo
         points.append(
             AlphaPoint(series=label, weight_decay=wd, alpha=alpha, mean=mean, std=std, n=len(groups[series, wd, alpha]))
         )
-    return points
+    partial.sort(key=lambda sp: (_sort_key(spec, series_factors, sp[0]), sp[1].weight_decay, sp[1].alpha))
+    return points, [p for _, p in partial]

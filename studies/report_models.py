@@ -86,6 +86,22 @@ class AlphaPoint(_Model):
     n: int
 
 
+class AlphaTrialPoint(_Model):
+    """A trial of the α curve that did not finish every epoch, at its last value (drawn apart from the means).
+
+    In an ASHA study most trials are stopped early: without these the curve showed only the α values
+    whose trials all ran to the end.
+    """
+
+    series: str
+    weight_decay: float
+    alpha: float
+    value: float = Field(description="The study's metric at the trial's last reported epoch.")
+    status: TrialStatus = Field(description="stopped, running, pending or cancelled.")
+    epochs: int = Field(description="Epochs the trial completed.")
+    trial_id: str
+
+
 class StudyReport(_Model):
     """Everything a reader needs to judge a study, in the paper's form."""
 
@@ -107,6 +123,11 @@ class StudyReport(_Model):
     failures: list[FailureRow]
     first_error: str | None = Field(description="The first failed trial's error.")
     alpha_curve: list[AlphaPoint] = Field(description="Empty when α is not a search axis.")
+    alpha_partial: list[AlphaTrialPoint] = Field(
+        default_factory=list,
+        description="Trials that have not finished every epoch but reported the metric (stopped early, running, "
+        "cancelled), one point each at its last value; empty when α is not a search axis. Not in the means.",
+    )
     seeds: list[int] = Field(description="The seeds every configuration was run with (search.seeds).")
     seed_data: bool = Field(
         description="True: each seed also resampled the data (training subset, noisy labels, splits); "

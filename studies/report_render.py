@@ -1,38 +1,34 @@
-"""Rendering a :class:`~studies.report.StudyReport`: Markdown (GitHub tables) and a PNG of the α curve.
+"""Rendering a :class:`~studies.report.StudyReport` as Markdown (GitHub tables).
 
-Pure functions of the report; numbers with two decimals, the paper's precision.
+Pure functions of the report; numbers with two decimals, the paper's precision. The plots (the report's PNG,
+the pages' SVGs) are drawn by :mod:`studies.plots`; :func:`render_plot_png`, :func:`report_figure` and
+:func:`warm_up_plotting` are re-exported here for the callers that know them from this module.
 """
 
 from __future__ import annotations
 
-import io
-import math
 import re
-import threading
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from mixup_core import metrics
+from studies.plots import render_plot_png, report_figure, warm_up_plotting
 
 if TYPE_CHECKING:
-    from matplotlib.figure import Figure
-
     from studies.comparison import Comparison
-    from studies.report_models import AlphaPoint, FactorCell, LeaderboardRow, StudyReport
+    from studies.report_models import FactorCell, LeaderboardRow, StudyReport
+
+__all__ = [
+    "counts_line",
+    "format_value",
+    "render_markdown",
+    "render_plot_png",
+    "report_figure",
+    "seeds_line",
+    "warm_up_plotting",
+    "weight_decay_label",
+]
 
 LEADERBOARD_ROWS = 10
-# Metrics mixup_core reports in percent (see mixup_core.metrics).
-_PERCENT = frozenset(
-    {
-        metrics.TEST_ERROR,
-        metrics.VAL_ERROR,
-        metrics.MEDIAN_TEST_ERROR,
-        metrics.BEST_TEST_ERROR,
-        metrics.TRAIN_ERROR,
-        metrics.TEST_ECE,
-        metrics.FGSM_TEST_ERROR,
-    }
-)
 _COUNT_WORDS = (
     ("finished", "finished"),
     ("stopped", "stopped early"),
@@ -250,137 +246,3 @@ def render_markdown(report: StudyReport) -> str:
     lines += _factor_section(report) + _comparison_section(report)
     lines += _leaderboard_section(report) + _failures_section(report)
     return "\n".join(lines).rstrip("\n") + "\n"
-
-
-def _series_order(curve: Sequence[AlphaPoint]) -> list[str]:
-    # The report lists points in table row order; keep it for the legend.
-    return list(dict.fromkeys(p.series for p in curve))
-
-
-_warm_up: threading.Thread | None = None  # the process's plot warm-up, once started
-
-
-def warm_up_plotting() -> None:
-    """Import matplotlib and draw a throwaway figure on a background thread (once per process).
-
-    The first plot a process draws pays for importing ``matplotlib.figure`` and loading fonts: 0.5 s of the
-    0.6 s that the first :func:`render_plot_png` took on the 2-core dev box, where later ones take 0.13 s.
-    A study driver calls this once its trials train, so that happens while they run, not after the last one.
-    """
-    global _warm_up
-    if _warm_up is not None:
-        return
-
-    def draw() -> None:
-        from matplotlib.backends.backend_agg import FigureCanvasAgg
-        from matplotlib.figure import Figure
-
-        fig = Figure(figsize=(1.0, 1.0))
-        FigureCanvasAgg(fig)
-        fig.subplots().set_title("α")
-        fig.savefig(io.BytesIO(), format="png", dpi=10)
-
-    _warm_up = threading.Thread(target=draw, name="plot-warm-up", daemon=True)
-    _warm_up.start()
-
-
-def _draw_alpha_curve(axes: Sequence[Any], report: StudyReport, weight_decays: list[float]) -> None:
-    curve = report.alpha_curve
-    alphas = [p.alpha for p in curve]
-    log_x = min(alphas) > 0 and max(alphas) / min(alphas) >= 10
-    series = _series_order(curve)
-    for ax, wd in zip(axes, weight_decays, strict=True):
-        for name in series:
-            points = sorted((p for p in curve if p.series == name and p.weight_decay == wd), key=lambda p: p.alpha)
-            if points:
-                ax.errorbar(
-                    [p.alpha for p in points],
-                    [p.mean for p in points],
-                    # No bar where one trial is all there is (n = 1): its std of 0 is no measured spread.
-                    yerr=[p.std if p.n > 1 else math.nan for p in points],
-                    marker="o",
-                    capsize=3,
-                    label=name,
-                )
-        if log_x:
-            ax.set_xscale("log")
-        # Ticks at the α values tried, written as given (0.2, not 2×10⁻¹).
-        ticks = sorted(set(alphas))
-        ax.set_xticks(ticks, labels=[format_value(a) for a in ticks])
-        ax.minorticks_off()
-        ax.set_title(f"{weight_decay_label(wd)}: mean ± std over finished trials")
-        ax.set_xlabel("α")
-        ax.grid(alpha=0.3)
-    axes[0].set_ylabel(report.metric + (" (%)" if report.metric in _PERCENT else ""))
-    if len(series) > 1:
-        axes[-1].legend(fontsize="small")
-
-
-def _drawn_comparisons(report: StudyReport) -> list[Comparison]:
-    result = report.comparisons
-    return [c for c in result.comparisons if c.ci_low is not None] if result is not None else []
-
-
-def _draw_comparisons(axes: Sequence[Any], report: StudyReport, weight_decays: list[float]) -> None:
-    # A forest plot per weight decay: each row's difference from the baseline with its 95 % CI, 0 marked.
-    drawn = _drawn_comparisons(report)
-    labels = list(dict.fromkeys(c.row for c in drawn))
-    assert report.comparisons is not None
-    for ax, wd in zip(axes, weight_decays, strict=True):
-        for y, label in enumerate(labels):
-            for c in drawn:
-                if c.row == label and c.weight_decay == wd and c.ci_low is not None and c.ci_high is not None:
-                    assert c.difference is not None
-                    color = {"better": "tab:green", "worse": "tab:red"}.get(c.verdict, "tab:gray")
-                    err = [[c.difference - c.ci_low], [c.ci_high - c.difference]]
-                    ax.errorbar([c.difference], [y], xerr=err, fmt="o", color=color, capsize=3)
-        ax.axvline(0.0, color="black", linewidth=0.8)
-        ax.set_yticks(range(len(labels)), labels=labels)
-        ax.invert_yaxis()
-        ax.set_title(f"{weight_decay_label(wd)}: minus {report.comparisons.baseline}, 95 % CI")
-        ax.set_xlabel(f"Δ {report.metric}")
-        ax.grid(alpha=0.3, axis="x")
-
-
-def render_plot_png(report: StudyReport) -> bytes | None:
-    """The metric against α, and each row's difference from the baseline with its 95 % CI.
-
-    One column of panels per weight decay: the α curve (one line, mean ± std, per series) on top when α was
-    varied, the differences from the baseline (a forest plot) below when there are any with an interval.
-
-    Args:
-        report: from :func:`~studies.report.build_report`.
-
-    Returns:
-        PNG bytes, or None when there is neither an α curve nor an interval to draw.
-    """
-    fig = report_figure(report)
-    if fig is None:
-        return None
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=100)
-    return buffer.getvalue()
-
-
-def report_figure(report: StudyReport) -> Figure | None:
-    """The figure :func:`render_plot_png` draws (on an Agg canvas); None when there is nothing to plot."""
-    curve, drawn = report.alpha_curve, _drawn_comparisons(report)
-    if not curve and not drawn:
-        return None
-    if _warm_up is not None:
-        _warm_up.join()  # matplotlib's shared font objects are not safe to draw with from two threads at once
-    # Imported here: matplotlib is slow to import and only this function needs it. An explicit Agg canvas
-    # on a bare Figure renders headless without pyplot's global figure registry or a global backend switch
-    # (matplotlib.use would close the figures of a notebook that imported us).
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    weight_decays = sorted({p.weight_decay for p in curve} | {c.weight_decay for c in drawn})
-    panels = [draw for draw, present in ((_draw_alpha_curve, curve), (_draw_comparisons, drawn)) if present]
-    fig = Figure(figsize=(4.8 * len(weight_decays), 4.0 * len(panels)), layout="constrained")
-    FigureCanvasAgg(fig)
-    grid = fig.subplots(len(panels), len(weight_decays), squeeze=False)
-    for draw, axes in zip(panels, grid, strict=True):
-        draw(list(axes), report, weight_decays)
-    fig.suptitle(f"{report.name}: {report.metric}")
-    return fig
