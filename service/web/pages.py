@@ -83,7 +83,7 @@ def _results_context(loaded: Loaded, settings: ServiceSettings) -> dict[str, Any
         "report": report,
         "trials": views.trial_rows(loaded.trials, report.metric, detail.mlflow.experiment_url),
         "alpha_svg": alpha_svg(report),
-        "curves_svg": curves_svg(settings, loaded.view, report),
+        "curves_svg": curves_svg(settings, loaded.view),
     }
 
 

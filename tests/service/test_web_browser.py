@@ -30,14 +30,21 @@ SCREENSHOT = REPO / "docs" / "images" / "study-page.png"
 
 
 def iris_spec() -> dict[str, Any]:
-    """The smoke ablation on another dataset (iris), so the comparison has two of a kind."""
-    spec = smoke_spec()
-    spec.update(name="smoke-iris", dataset={"name": "uci:iris"}, description="The smoke ablation on iris.")
-    spec["training"] = {**spec["training"], "epochs": 4, "batch_size": 16}
-    return spec
+    """A small ablation of the same kind on iris (α x layer, 4 short trials), for the comparison."""
+    return {
+        "name": "smoke-iris",
+        "description": "α × layer on iris, for the comparison.",
+        "dataset": {"name": "uci:iris"},
+        "model": {"name": "mlp"},
+        "training": {"epochs": 3, "batch_size": 16, "optimizer": "adam", "lr": 0.01},
+        "search": {"space": {"alpha": [0.0, 1.0], "layer": ["input", "feature_map"]}},
+        "resources": {"cpu": 1},
+        "max_concurrent_trials": 1,
+    }
 
 
 def waiting_spec() -> dict[str, Any]:
+    """Queued behind the other two (two run at once) until its page cancels it."""
     return {**iris_spec(), "name": "to-cancel", "description": "Cancelled from its page before it starts."}
 
 
@@ -88,6 +95,7 @@ def browsing(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Browsing]:
             service.env["MIXUP_STUDIES_MLFLOW_UI_PORT"] = "0"
             service.env["MIXUP_STUDIES_MLFLOW_UI_URL"] = "http://127.0.0.1:5999"
             service.env["MIXUP_STUDIES_WEB_REFRESH_S"] = "1"
+            service.env["MIXUP_STUDIES_MAX_RUNNING_STUDIES"] = "2"  # smoke and iris at once: the run takes less
             service.start()
             studies = {}
             with service.client() as client:
@@ -122,6 +130,19 @@ def test_log_in_and_see_the_list(browsing: Browsing) -> None:
     browsing.check_clean()
 
 
+def test_cancel_from_the_page(browsing: Browsing) -> None:
+    page, study_id = browsing.page, browsing.studies["to-cancel"]
+    page.goto(browsing.url(f"/studies/{study_id}"))
+    assert page.inner_text(".live-state .status") == "queued"
+    page.click("button.danger")
+    page.wait_for_url(f"**/studies/{study_id}")  # the form's answer: back to the page, now cancelled
+    assert page.inner_text(".live-state .status") == "cancelled"
+    assert page.locator("button.danger").count() == 0
+    with browsing.service.client() as client:
+        assert client.get(f"/api/v1/studies/{study_id}").json()["status"] == "cancelled"
+    browsing.check_clean()
+
+
 def test_a_running_study_updates_live_and_ends_with_table_and_plots(browsing: Browsing) -> None:
     page, study_id = browsing.page, browsing.studies["smoke"]
     wait_status(browsing.service, study_id, {"running"}, 120)
@@ -135,7 +156,12 @@ def test_a_running_study_updates_live_and_ends_with_table_and_plots(browsing: Br
     page.wait_for_selector("[data-ended=true]", timeout=300_000)
     assert page.inner_text(".live-state .status") == "succeeded"
     assert page.inner_text(".trials-done") == "6/6 trials done"
-    page.wait_for_selector("#alpha-plot svg", timeout=30_000)  # the results block reloaded at the end
+    # The results block reloaded once more at the end: it shows what the final status block does.
+    page.wait_for_function(
+        "() => document.getElementById('results').dataset.version"
+        " === document.querySelector('.live-state').dataset.version",
+        timeout=60_000,
+    )
     factor_rows = page.locator("table.factor tbody tr")
     assert factor_rows.count() >= 3, page.inner_html("table.factor")
     assert page.locator("table.factor td.best").count() == 1  # one weight-decay column: one best cell
@@ -143,16 +169,20 @@ def test_a_running_study_updates_live_and_ends_with_table_and_plots(browsing: Br
     # Non-empty plots with a series per layer (α curve) and per trial (learning curves).
     assert page.locator("#alpha-plot svg [id^=series-]").count() == 2
     assert page.locator("#curves-plot svg [id^=series-]").count() == 6
+    page.set_viewport_size({"width": 1280, "height": 1700})  # the README's picture: the page as it opens
+    page.evaluate("window.scrollTo(0, 0)")
+    page.screenshot(path=str(_screenshot_path(browsing)))
     # Sorting the trials by the metric puts the lowest first.
     page.click("table.trials th:nth-child(5)")
     values = [float(v) for v in page.locator("table.trials tbody td:nth-child(5)").all_inner_texts() if v != "–"]
     assert values == sorted(values)
     page.click("text=Spec (YAML)")
     assert yaml.safe_load(page.inner_text("pre.spec"))["name"] == "smoke"
-    links = page.locator("nav.links a")
-    assert "http://127.0.0.1:5999/#/experiments/" in (links.first.get_attribute("href") or "")
-    page.set_viewport_size({"width": 1280, "height": 2200})
-    page.screenshot(path=str(_screenshot_path(browsing)), full_page=False)
+    # The runs view of the study's experiment (MLflow UI), its parent run, and each trial's run.
+    runs = page.get_attribute("a.mlflow-runs", "href") or ""
+    assert runs.startswith("http://127.0.0.1:5999/#/experiments/") and runs.endswith("/runs"), runs
+    trial_links = page.locator("table.trials tbody a").evaluate_all("links => links.map(a => a.href)")
+    assert len(trial_links) == 6 and all(link.startswith(runs + "/") for link in trial_links), trial_links
     page.set_viewport_size({"width": 390, "height": 844})  # a phone: nothing wider than the screen but tables
     assert page.evaluate("document.documentElement.scrollWidth") <= 390
     page.set_viewport_size({"width": 1280, "height": 900})
@@ -164,19 +194,6 @@ def _screenshot_path(browsing: Browsing) -> Path:
         SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
         return SCREENSHOT
     return browsing.service.home / "study-page.png"
-
-
-def test_cancel_from_the_page(browsing: Browsing) -> None:
-    page, study_id = browsing.page, browsing.studies["to-cancel"]
-    page.goto(browsing.url(f"/studies/{study_id}"))
-    assert page.inner_text(".live-state .status") in ("queued", "running")
-    page.click("button.danger")
-    page.wait_for_url(f"**/studies/{study_id}")
-    wait_status(browsing.service, study_id, {"cancelled"}, 120)
-    page.reload()
-    assert page.inner_text(".live-state .status") == "cancelled"
-    assert page.locator("button.danger").count() == 0
-    browsing.check_clean()
 
 
 def test_compare_two_studies(browsing: Browsing) -> None:
