@@ -147,12 +147,13 @@ def test_a_running_study_updates_live_and_ends_with_table_and_plots(browsing: Br
     page, study_id = browsing.page, browsing.studies["smoke"]
     wait_status(browsing.service, study_id, {"running"}, 120)
     page.goto(browsing.url(f"/studies/{study_id}"))
-    first = page.inner_text(".trials-done")
-    assert page.get_attribute("[data-ended]", "data-ended") == "false"
-    # No reload from here on: the page's own polling must show the progress and the end.
-    page.wait_for_function(
-        "text => document.querySelector('.trials-done').textContent !== text", arg=first, timeout=180_000
+    progress = (
+        "() => document.querySelector('.trials-done').textContent + document.querySelector('.counts').textContent"
     )
+    first = page.evaluate(progress)
+    assert page.get_attribute("[data-ended]", "data-ended") == "false"
+    # No reload from here on: the page's own polling must show the progress (trials starting, ending) and the end.
+    page.wait_for_function(f"text => ({progress})() !== text", arg=first, timeout=180_000)
     page.wait_for_selector("[data-ended=true]", timeout=300_000)
     assert page.inner_text(".live-state .status") == "succeeded"
     assert page.inner_text(".trials-done") == "6/6 trials done"

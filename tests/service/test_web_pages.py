@@ -233,11 +233,13 @@ def test_the_study_page_shows_table_5_trials_and_links(api: Api) -> None:
 
 
 def test_compare_needs_two_studies_and_shows_each_table(api: Api) -> None:
-    one, two = submit(api, name="one"), submit(api, name="two")
+    one, two, bobs = submit(api, name="one"), submit(api, name="two"), submit(api, "bob")
     with login(api) as client:
         page = client.get("/studies/compare", params={"ids": f"{one},{two}"})
         repeated = client.get("/studies/compare", params=[("ids", one), ("ids", two)])
         alone = client.get("/studies/compare", params={"ids": one})
+        others = client.get("/studies/compare", params={"ids": f"{one},{bobs}"})
     assert page.status_code == 200 and repeated.status_code == 200
+    assert others.status_code == 404 and bobs in others.text
     assert f'href="/studies/{one}"' in page.text and f'href="/studies/{two}"' in page.text
     assert alone.status_code == 422 and "ids" in alone.text and one in alone.text
