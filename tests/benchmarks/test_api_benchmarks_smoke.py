@@ -27,3 +27,11 @@ def test_api_worst_bodies_quick() -> None:
     assert statuses.get("deep_nesting", {"422"}) == {"422"}
     # 45,000 variants parse and validate in full, then MIXUP_STUDIES_MAX_VARIANTS (100) refuses them
     assert statuses.get("many_variants", {"422"}) == {"422"}
+
+
+def test_study_pages_quick() -> None:
+    result = run_quick("study_pages.py", timeout_s=300)
+    assert result["benchmark"] == "study_pages"
+    assert result["trials"] == 24 and result["studies"] == 3
+    for page in ("list", "study_page", "live_block", "api_status_poll"):
+        assert result[page]["p50_ms"] > 0 and result[page]["p90_ms"] >= result[page]["p50_ms"], result

@@ -22,7 +22,7 @@ from urllib.parse import urlsplit
 import pytest
 import yaml
 
-from tests.service.test_end_to_end import REPO, Service, running_service, smoke_spec, wait_status
+from tests.service.test_end_to_end import REPO, TOKEN, Service, running_service, smoke_spec, wait_status
 
 pytestmark = pytest.mark.slow
 CHROMIUM = os.environ.get("MIXUP_STUDIES_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
@@ -74,6 +74,9 @@ class Browsing:
         off = [u for u in self.requests if urlsplit(u).hostname != "127.0.0.1" and not u.startswith("data:")]
         assert not off, off
         assert not self.errors, self.errors
+        secret = TOKEN.split("_", 1)[1]
+        assert not [u for u in self.requests if secret in u]  # the token never travels in a URL
+        assert self.service.proc is not None and secret not in self.service.proc.log_text(tail=None)
 
 
 def _launch(playwright: Any) -> Any:
@@ -118,7 +121,7 @@ def test_log_in_and_see_the_list(browsing: Browsing) -> None:
     page.click("button[type=submit]")
     assert "invalid token" in page.inner_text("[role=alert]")
     browsing.errors.clear()  # the 401 of that wrong token is a console error by design
-    page.fill("#token", browsing.service.client().headers["Authorization"].split()[1])
+    page.fill("#token", TOKEN)
     page.click("button[type=submit]")
     page.wait_for_url("**/studies")
     rows = page.locator("tr.study")
