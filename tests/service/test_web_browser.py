@@ -156,8 +156,9 @@ def test_a_running_study_updates_live_and_ends_with_table_and_plots(browsing: Br
     first = page.evaluate(progress)
     assert page.get_attribute("[data-ended]", "data-ended") == "false"
     # No reload from here on: the page's own polling must show the progress (trials starting, ending) and the end.
-    page.wait_for_function(f"text => ({progress})() !== text", arg=first, timeout=180_000)
-    page.wait_for_selector("[data-ended=true]", timeout=300_000)
+    # Generous limits: on a loaded 2-core machine a driver's Ray alone took 90 s to start.
+    wait_in_page(browsing, f"text => ({progress})() !== text", first, 400, "the live block to show progress")
+    wait_in_page(browsing, "() => document.querySelector('[data-ended=true]') !== null", None, 600, "the end")
     assert page.inner_text(".live-state .status") == "succeeded"
     assert page.inner_text(".trials-done") == "6/6 trials done"
     # The results block reloaded once more at the end: it shows what the final status block does.
@@ -191,6 +192,18 @@ def test_a_running_study_updates_live_and_ends_with_table_and_plots(browsing: Br
     assert page.evaluate("document.documentElement.scrollWidth") <= 390
     page.set_viewport_size({"width": 1280, "height": 900})
     browsing.check_clean()
+
+
+def wait_in_page(browsing: Browsing, function: str, arg: Any, timeout_s: float, what: str) -> None:
+    """Wait for ``function`` to be true in the page; on a timeout, say what the page and the API showed."""
+    try:
+        browsing.page.wait_for_function(function, arg=arg, timeout=timeout_s * 1000)
+    except Exception as error:
+        shown = browsing.page.inner_text("#live")
+        with browsing.service.client() as client:
+            study = client.get(f"/api/v1/studies/{browsing.studies['smoke']}").json()
+        raise AssertionError(f"waited {timeout_s} s for {what}: page shows {shown!r}; the API: "
+                             f"{study['status']} {study['trial_counts']}") from error  # fmt: skip
 
 
 def _screenshot_path(browsing: Browsing) -> Path:
