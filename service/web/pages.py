@@ -14,6 +14,7 @@ import yaml
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import RedirectResponse
 from sqlalchemy import Connection
+from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from service import repository, schemas
@@ -66,7 +67,8 @@ class Loaded:
     report: StudyReport
 
 
-def load(session: SessionDep, caller: Caller, study_id: str, settings: ServiceSettings) -> Loaded:
+def load(session: Session, caller: Caller, study_id: str, settings: ServiceSettings) -> Loaded:
+    """The study (if ``caller`` may see it), its trials and its report, read like the API reads them."""
     view = repository.view(session, caller, study_id)
     records = repository.load_trials(session, view.seq)
     session.commit()  # end the read transaction: the report and the plots take a while
