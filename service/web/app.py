@@ -9,6 +9,7 @@ from fastapi.responses import Response
 from fastapi.staticfiles import StaticFiles
 
 from service.web import login, pages
+from service.web.plots import PlotCache
 from service.web.render import HERE, LoginRequired, login_redirect, page
 from service.web.sessions import SessionStore
 
@@ -28,6 +29,7 @@ def error_page(request: Request, status: int, detail: str) -> Response:
 def install(app: FastAPI) -> None:
     """Pages at ``/`` (→ ``/studies``), ``/login``, ``/logout``, ``/studies...``; assets under ``/static``."""
     app.state.web_sessions = SessionStore(app.state.settings.web_session_s)
+    app.state.web_plots = PlotCache()
     app.state.error_page = error_page  # service.api.errors renders the pages' errors with these two
     app.state.is_page = is_page
     app.mount(STATIC_URL, StaticFiles(directory=HERE / "static"), name="static")

@@ -23,7 +23,7 @@ from service.auth import Caller, aware
 from service.errors import BadSpec
 from service.settings import ServiceSettings
 from service.web import sessions, views
-from service.web.plots import alpha_svg, compare_svg, curves_svg
+from service.web.plots import PlotCache, alpha_svg, compare_svg, curves_svg
 from service.web.render import VisitorDep, form_of, page
 from studies.report import StudyReport, build_report
 from studies.spec import StudySpec
@@ -80,14 +80,19 @@ def load(session: Session, caller: Caller, study_id: str, settings: ServiceSetti
     return Loaded(detail, view, trials, report)
 
 
-def _results_context(loaded: Loaded, settings: ServiceSettings) -> dict[str, Any]:
-    detail, report = loaded.detail, loaded.report
+def _plots(request: Request) -> PlotCache:
+    cache: PlotCache = request.app.state.web_plots
+    return cache
+
+
+def _results_context(request: Request, loaded: Loaded, settings: ServiceSettings) -> dict[str, Any]:
+    detail, report, cache = loaded.detail, loaded.report, _plots(request)
     return {
         "table": views.table(report),
         "report": report,
         "trials": views.trial_rows(loaded.trials, report.metric, detail.mlflow.experiment_url),
-        "alpha_svg": alpha_svg(report),
-        "curves_svg": curves_svg(settings, loaded.view),
+        "alpha_svg": alpha_svg(cache, loaded.view, report),
+        "curves_svg": curves_svg(cache, settings, loaded.view),
     }
 
 
@@ -119,7 +124,9 @@ def compare_page(
     labels = [n if names.count(n) == 1 else item.detail.id for n, item in zip(names, loaded, strict=True)]
     studies = [{"study": item.detail, "label": label, "table": views.table(item.report), "report": item.report}
                for item, label in zip(loaded, labels, strict=True)]  # fmt: skip
-    svg = compare_svg([(label, item.report) for label, item in zip(labels, loaded, strict=True)])
+    svg = compare_svg(
+        _plots(request), [(label, item.view, item.report) for label, item in zip(labels, loaded, strict=True)]
+    )
     return page(request, "compare.html", visitor=visitor, studies=studies, alpha_svg=svg)
 
 
@@ -131,7 +138,7 @@ def study_page(
     spec_yaml = yaml.safe_dump(loaded.detail.spec, sort_keys=False, allow_unicode=True)
     return page(request, "study.html", visitor=visitor, spec_yaml=spec_yaml,
                 **_live_context(request, loaded.detail, loaded.view),
-                **_results_context(loaded, settings))  # fmt: skip
+                **_results_context(request, loaded, settings))  # fmt: skip
 
 
 @router.get("/studies/{study_id}/live")
@@ -156,7 +163,7 @@ def results_fragment(
     """Table 5, plots and trials, reloaded by the page when the live block says they changed."""
     loaded = load(session, visitor.caller, study_id, settings)
     return page(request, "_results.html", visitor=visitor, study=loaded.detail,
-                **_results_context(loaded, settings))  # fmt: skip
+                **_results_context(request, loaded, settings))  # fmt: skip
 
 
 @router.post("/studies/{study_id}/cancel")

@@ -1,6 +1,16 @@
-"""The pages' plots: inline SVG drawn by :mod:`studies.plots` (the module the PNG report uses too)."""
+"""The pages' plots: inline SVG drawn by :mod:`studies.plots` (the module the PNG report uses too), cached.
+
+Drawing is the pages' one slow step (matplotlib: an α plot of 96 trials took 0.4-2.4 s on the 2-core
+development machine, depending on its load; benchmarks/study_pages.py), and a plot depends only on what
+the dispatcher stored last. So each SVG is kept under the study's (seq, progress_at, status), the key the
+API's TrialStatsCache uses: an ended study is drawn once, a running one once per stored snapshot.
+"""
 
 from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Hashable
 
 from service.repository import StudyView
 from service.settings import ServiceSettings
@@ -9,17 +19,49 @@ from studies.plots import alpha_curve_svg, compare_alpha_svg, learning_curves_sv
 from studies.report import StudyReport
 
 
-def alpha_svg(report: StudyReport) -> str | None:
-    return alpha_curve_svg(report)
+class PlotCache:
+    """(kind, key) → SVG text or None, a bounded LRU; thread-safe (the pages draw on the threadpool)."""
+
+    def __init__(self, max_entries: int = 256) -> None:
+        self.max_entries = max_entries
+        self._entries: OrderedDict[Hashable, str | None] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: Hashable, draw: Callable[[], str | None]) -> str | None:
+        with self._lock:
+            if key in self._entries:
+                self._entries.move_to_end(key)
+                return self._entries[key]
+        svg = draw()  # outside the lock: two misses of one key both draw, neither waits for the other
+        with self._lock:
+            self._entries[key] = svg
+            while len(self._entries) > self.max_entries:
+                self._entries.popitem(last=False)
+        return svg
 
 
-def curves_svg(settings: ServiceSettings, view: StudyView) -> str | None:
+def snapshot(view: StudyView) -> Hashable:
+    """What a study's plots depend on: the trials the dispatcher stored last, and the study's state."""
+    return (view.seq, view.progress_at, view.status)
+
+
+def alpha_svg(cache: PlotCache, view: StudyView, report: StudyReport) -> str | None:
+    return cache.get(("alpha", snapshot(view)), lambda: alpha_curve_svg(report))
+
+
+def curves_svg(cache: PlotCache, settings: ServiceSettings, view: StudyView) -> str | None:
     """Every trial's test error per epoch, read from the MLflow store the study's driver logs to."""
-    if view.parent_run_id is None:  # the driver has not opened its MLflow run yet
+    parent = view.parent_run_id
+    if parent is None:  # the driver has not opened its MLflow run yet
         return None
-    curves = trial_curves(settings.resolved_tracking_uri, view.parent_run_id, experiment_id=view.experiment_id)
-    return learning_curves_svg(curves)
+    uri = settings.resolved_tracking_uri
+
+    def draw() -> str | None:
+        return learning_curves_svg(trial_curves(uri, parent, experiment_id=view.experiment_id))
+
+    return cache.get(("curves", snapshot(view)), draw)
 
 
-def compare_svg(reports: list[tuple[str, StudyReport]]) -> str | None:
-    return compare_alpha_svg(reports)
+def compare_svg(cache: PlotCache, studies: list[tuple[str, StudyView, StudyReport]]) -> str | None:
+    key = ("compare", tuple((label, snapshot(view)) for label, view, _ in studies))
+    return cache.get(key, lambda: compare_alpha_svg([(label, report) for label, _, report in studies]))

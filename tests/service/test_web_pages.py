@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 import httpx
@@ -13,6 +13,7 @@ from sqlalchemy import select, update
 from service import auth, repository
 from service.db import session_factory
 from service.models import Study, Token, utcnow
+from service.web.plots import PlotCache
 from studies.records import TrialRecord
 from tests.service.conftest import TINY_SPEC, Api
 
@@ -243,3 +244,17 @@ def test_compare_needs_two_studies_and_shows_each_table(api: Api) -> None:
     assert others.status_code == 404 and bobs in others.text
     assert f'href="/studies/{one}"' in page.text and f'href="/studies/{two}"' in page.text
     assert alone.status_code == 422 and "ids" in alone.text and one in alone.text
+
+
+def test_a_plot_is_drawn_once_per_stored_snapshot() -> None:
+    cache, drawn = PlotCache(max_entries=2), []
+
+    def draw(name: str) -> Callable[[], str]:
+        return lambda: drawn.append(name) or f"<svg>{name}</svg>"
+
+    assert cache.get(("alpha", 1), draw("a")) == "<svg>a</svg>"
+    assert cache.get(("alpha", 1), draw("again")) == "<svg>a</svg>"  # same snapshot: not drawn again
+    cache.get(("alpha", 2), draw("b"))
+    cache.get(("alpha", 3), draw("c"))  # over max_entries: the least recently used (1) goes
+    cache.get(("alpha", 1), draw("a2"))
+    assert drawn == ["a", "b", "c", "a2"]
