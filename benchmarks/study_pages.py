@@ -8,8 +8,9 @@ curves), its live block (``/studies/{id}/live``, what a running study's page pol
 for reference, the JSON status poll (``/api/v1/studies/{id}``) with a bearer token.
 
 Goals: the live block costs about what the JSON status poll does (both read the study row and the cached
-trial counts); a study page of 96 trials renders in well under a second. Prints one JSON line: p50 and p90
-in ms per page.
+trial counts); a study page of 96 trials renders in well under a second once its plots are drawn (they are
+cached per stored snapshot; ``first_ms`` is the request that drew them). Prints one JSON line: per page the
+first request, p50 and p90 of the others, in ms.
 """
 
 from __future__ import annotations
@@ -83,14 +84,17 @@ def seed_database(settings: ServiceSettings, studies: int, seeds: int) -> tuple[
 
 
 def timed(client: httpx.Client, path: str, repeats: int) -> dict[str, float]:
-    client.get(path).raise_for_status()  # the first (imports, caches) is not counted
+    start = time.perf_counter()
+    client.get(path).raise_for_status()  # the first (drawing the plots, filling caches) is reported apart
+    first = (time.perf_counter() - start) * 1000
     samples = []
     for _ in range(repeats):
         start = time.perf_counter()
         client.get(path).raise_for_status()
         samples.append((time.perf_counter() - start) * 1000)
     samples.sort()
-    return {"p50_ms": round(statistics.median(samples), 2), "p90_ms": round(samples[int(0.9 * (len(samples) - 1))], 2)}
+    p90 = samples[int(0.9 * (len(samples) - 1))]
+    return {"first_ms": round(first, 2), "p50_ms": round(statistics.median(samples), 2), "p90_ms": round(p90, 2)}
 
 
 def main() -> None:
@@ -115,7 +119,7 @@ def main() -> None:
     threading.Thread(target=server.run, daemon=True).start()
     wait_until(lambda: server.started, 60, 0.05, "uvicorn to start")
     base = f"http://127.0.0.1:{port}"
-    result: dict[str, Any] = {"benchmark": "study_pages", "machine": machine_line(),
+    result: dict[str, Any] = {"benchmark": "study_pages", "quick": args.quick, "machine": machine_line(),
                               "trials": len(trials(spec(args.seeds))), "studies": args.studies}  # fmt: skip
     with httpx.Client(base_url=base, headers={"Origin": base}, timeout=60) as client:
         assert client.post("/login", data={"token": token}).status_code == 303
