@@ -192,6 +192,12 @@ def draw_alpha_panels(axes: Sequence[Axes], report: StudyReport, weight_decays: 
     return handles + status_handles(report.alpha_partial)
 
 
+def alpha_notes(report: StudyReport) -> str:
+    """The α plot's caption: what the points are, and the hollow markers and the nudge where there are some."""
+    notes = [FINISHED_NOTE] + ([PARTIAL_NOTE] if report.alpha_partial else [])
+    return "; ".join(notes + ([NUDGE_NOTE] if len(_series(report)) > 1 else [])) + "."
+
+
 def _alpha(p: AlphaPoint) -> float:
     return p.alpha
 
@@ -210,8 +216,7 @@ def alpha_curve_figure(report: StudyReport) -> Figure | None:
     axes = list(fig.subplots(1, len(weight_decays), squeeze=False, sharey=True)[0])
     handles = draw_alpha_panels(axes, report, weight_decays)
     legend_beside(fig, handles)
-    notes = [FINISHED_NOTE] + ([PARTIAL_NOTE] if report.alpha_partial else []) + [NUDGE_NOTE]
-    set_titles(fig, f"{report.name}: {report.metric} vs α", "; ".join(notes) + ".")
+    set_titles(fig, f"{report.name}: {report.metric} vs α", alpha_notes(report))
     return fig
 
 

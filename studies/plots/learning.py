@@ -23,7 +23,7 @@ COLOR_FACTORS = ("layer", "variant", "alpha")  # the first that varies colours t
 MAX_CATEGORIES = 10  # more values than this (a sampled α): a colour scale instead of a legend entry each
 # status → (marker, its style, legend text); "finished" ends plainly.
 END_MARKS: dict[str, tuple[str, dict[str, Any], str]] = {
-    "stopped": ("x", {"markersize": 7, "markeredgewidth": 1.8}, "× stopped early (last epoch)"),
+    "stopped": ("x", {"markersize": 7, "markeredgewidth": 1.8}, "stopped early (last epoch)"),
     "failed": (
         "s",
         {"markersize": 6, "markerfacecolor": "none", "markeredgecolor": "tab:red", "markeredgewidth": 1.5},

@@ -206,7 +206,7 @@ def test_the_learning_curve_legend_stays_short_at_120_trials(many_curves: list[T
         "layer=input",
         "layer=layer1",
         "layer=feature_map",
-        "× stopped early (last epoch)",
+        "stopped early (last epoch)",
         "failed (last epoch)",
     ]
 
