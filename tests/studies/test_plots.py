@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import re
 import xml.etree.ElementTree as ET
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import matplotlib.image
@@ -238,3 +239,17 @@ def test_compare_draws_studies_on_shared_axes(asha_report: StudyReport, long_rep
 def test_series_gid_is_a_safe_id() -> None:
     assert series_gid("layer=input, alpha=0.2") == "series-layer_input_alpha_0.2"
     assert series_gid("mixup AC + RP") == "series-mixup_AC_RP"
+
+
+def test_plots_drawn_from_several_threads_at_once_are_the_same(
+    asha_report: StudyReport, many_curves: list[TrialCurve]
+) -> None:
+    # A web server draws pages' plots on its worker threads; matplotlib's fonts and rcParams are shared.
+    expected = (alpha_curve_svg(asha_report), learning_curves_svg(many_curves[:20]), render_plot_png(asha_report))
+
+    def draw(_: int) -> tuple[str | None, str | None, bytes | None]:
+        return alpha_curve_svg(asha_report), learning_curves_svg(many_curves[:20]), render_plot_png(asha_report)
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        drawn = list(pool.map(draw, range(4)))
+    assert all(result == expected for result in drawn)
