@@ -23,6 +23,7 @@ from studies.plots._canvas import (
     percent_label,
     set_titles,
     to_svg,
+    wrap,
 )
 
 if TYPE_CHECKING:
@@ -60,7 +61,7 @@ def nudges(count: int) -> list[float]:
     return [(i - (count - 1) / 2) * NUDGE_PT for i in range(count)]
 
 
-def set_alpha_axis(ax: Axes, alphas: Sequence[float]) -> None:
+def set_alpha_axis(ax: Axes, alphas: Sequence[float], series: int = 1) -> None:
     """A log α axis when α spans a decade or more (symlog, linear near 0, when α = 0 was tried), else linear;
     a tick at each α tried when there are few, written as given (0.2, not 2×10⁻¹)."""
     values = sorted(set(alphas))
@@ -73,7 +74,8 @@ def set_alpha_axis(ax: Axes, alphas: Sequence[float]) -> None:
     # Room beyond the outer α values for the nudged series (autoscale left them on the frame at the edges).
     scale = ax.xaxis.get_transform()
     lo, hi = scale.transform([[values[0]], [values[-1]]])[:, 0]
-    pad = (hi - lo) * 0.07 or 0.5
+    # A panel is ~250 pt wide: 5 % of it, plus the outermost series' nudge and half a marker.
+    pad = (hi - lo) * (0.05 + (max(nudges(series)) + 5.0) / 250.0) or 0.5
     ax.set_xlim(*scale.inverted().transform([[lo - pad], [hi + pad]])[:, 0])
     if len(values) <= MAX_TICKS:
         from studies.report_render import format_value
@@ -180,7 +182,7 @@ def draw_alpha_panels(axes: Sequence[Axes], report: StudyReport, weight_decays: 
             partial = [p for p in report.alpha_partial if (p.series, p.weight_decay) == (name, wd)]
             if points or partial:
                 draw_series(ax, points, partial, style, namer(f"{name} {weight_decay_label(wd)}"), name)
-        set_alpha_axis(ax, alphas)
+        set_alpha_axis(ax, alphas, len(series))
         ax.set_title(weight_decay_label(wd))
         ax.grid(alpha=0.3)
     axes[0].set_ylabel(percent_label(report.metric))
@@ -268,11 +270,14 @@ def compare_alpha_figure(reports: Sequence[tuple[str, StudyReport]]) -> Figure |
                 draw_series(ax, points, partial, style, gid, f"{name}: {series}")
     alphas = [p.alpha for _, r in drawn for p in _points(r)]
     for ax, wd in zip(axes, weight_decays, strict=True):
-        set_alpha_axis(ax, alphas)
+        set_alpha_axis(ax, alphas, len(pairs))
         ax.set_title(weight_decay_label(wd))
         ax.grid(alpha=0.3)
     axes[0].set_ylabel(" / ".join(dict.fromkeys(percent_label(r.metric) for _, r in drawn)))
-    handles = [Line2D([], [], color=color(i), linewidth=3, label=name) for i, (name, _) in enumerate(drawn)]
+    # A long study name would make the legend, and so the figure's right margin, as wide as itself.
+    handles = [
+        Line2D([], [], color=color(i), linewidth=3, label=wrap(name, 2.6, 8.0)) for i, (name, _) in enumerate(drawn)
+    ]
     if len(all_series) > 1 or all_series != ["all"]:
         handles += [Line2D([], [], color="0.2", linestyle=ls, marker=m, label=s) for s, (ls, m) in line.items()]
     partial_all = [p for _, r in drawn for p in r.alpha_partial]

@@ -148,7 +148,9 @@ def clipped(fig: Any) -> list[str]:
     return out if tight_ok else [*out, "everything"]
 
 
-def test_no_title_or_label_is_clipped_even_with_a_long_name(long_report: StudyReport) -> None:
+def test_no_title_or_label_is_clipped_even_with_a_long_name(
+    long_report: StudyReport, asha_report: StudyReport, many_curves: list[TrialCurve]
+) -> None:
     with drawing():
         for make in (alpha_curve_figure, report_figure):
             fig = make(long_report)
@@ -157,6 +159,10 @@ def test_no_title_or_label_is_clipped_even_with_a_long_name(long_report: StudyRe
             assert "\n" in title  # wrapped (at spaces or hyphens), all of it kept
             assert title.replace("\n", "").replace(" ", "") == f"{LONG_NAME}:median_test_errorvsα"
             assert clipped(fig) == []
+        compared = compare_alpha_figure([(LONG_NAME, long_report), ("asha", asha_report)])
+        assert compared is not None and clipped(compared) == []
+        curves_fig = learning_curves_figure(many_curves, title=f"{LONG_NAME}: test_error per epoch of every trial")
+        assert curves_fig is not None and clipped(curves_fig) == []
 
 
 def test_the_png_is_larger_and_its_title_fits(long_report: StudyReport) -> None:
@@ -232,6 +238,12 @@ def test_compare_draws_studies_on_shared_axes(asha_report: StudyReport, long_rep
         panels = [ax for ax in fig.axes if ax.get_title()]
         assert [ax.get_title() for ax in panels] == ["wd 1e-4", "wd 5e-4"]
         colours = {line.get_color() for line in panels[0].lines if (line.get_gid() or "").startswith("series-")}
+        fig.canvas.draw()
+        for ax in panels:  # the outermost nudged series at the highest α keeps its marker inside the frame
+            for line in ax.lines:
+                xs = line.get_transform().transform(line.get_xydata())[:, 0]
+                radius = line.get_markersize() / 2 * fig.dpi / 72
+                assert ax.bbox.x0 + radius <= xs.min() and xs.max() <= ax.bbox.x1 - radius, line.get_gid()
     assert colours == {"C0", "C1"}  # one colour per study
     assert compare_alpha_svg([("none", build_report(make_spec({"space": {"layer": ["input"]}}), []))]) is None
 
