@@ -32,6 +32,8 @@ if TYPE_CHECKING:
 
     from studies.report_models import AlphaPoint, AlphaTrialPoint, StudyReport
 
+#: The ``id`` of the ``<svg>`` root of :func:`alpha_curve_svg` and of :func:`compare_alpha_svg`.
+ALPHA_PLOT_ID, COMPARE_PLOT_ID = "plot-alpha", "plot-compare"
 MARKERS = ("o", "s", "^", "D", "v", "P", "X", "<", ">", "h")
 LINESTYLES: tuple[Any, ...] = ("-", "--", ":", "-.", (0, (5, 1, 1, 1, 1, 1)), (0, (8, 2)), (0, (1, 3)))
 NUDGE_PT = 5.0  # horizontal distance between neighbouring series, in points (a marker is ~6 pt wide)
@@ -241,7 +243,7 @@ def alpha_curve_svg(report: StudyReport) -> str | None:
     """
     with drawing():
         fig = alpha_curve_figure(report)
-        return None if fig is None else to_svg(fig, f"{report.name}: {report.metric} vs α")
+        return None if fig is None else to_svg(fig, f"{report.name}: {report.metric} vs α", ALPHA_PLOT_ID)
 
 
 def compare_alpha_figure(reports: Sequence[tuple[str, StudyReport]]) -> Figure | None:
@@ -303,4 +305,8 @@ def compare_alpha_svg(reports: Sequence[tuple[str, StudyReport]]) -> str | None:
     """
     with drawing():
         fig = compare_alpha_figure(reports)
-        return None if fig is None else to_svg(fig, "α curves compared: " + ", ".join(name for name, _ in reports))
+        return (
+            None
+            if fig is None
+            else to_svg(fig, "α curves compared: " + ", ".join(name for name, _ in reports), COMPARE_PLOT_ID)
+        )

@@ -107,6 +107,7 @@ def test_alpha_svg_is_inline_html_that_scales_and_renders_identically(asha_repor
     root = ET.fromstring(svg)
     assert root.tag == "{http://www.w3.org/2000/svg}svg"
     assert root.get("viewBox") and root.get("width") == "100%" and root.get("height") is None
+    assert root.get("id") == "plot-alpha"  # a page scopes each plot's series ids under its own
     assert root[0].tag == "{http://www.w3.org/2000/svg}title" and root[0].text == "asha: median_test_error vs α"
     assert alpha_curve_svg(asha_report) == svg  # deterministic ids (svg.hashsalt), no date
 
@@ -193,6 +194,7 @@ def test_learning_curves_have_one_series_per_trial_and_mark_where_trials_ended(m
     svg = learning_curves_svg(many_curves, title="t: test_error per epoch")
     assert svg is not None
     assert len(ids(svg, "series")) == 120
+    assert ET.fromstring(svg).get("id") == "plot-learning-curves"
     assert ids(svg, "series")[:2] == ["series-t000", "series-t001"]
     stopped = [c.trial_id for c in many_curves if c.status == "stopped"]
     failed = [c.trial_id for c in many_curves if c.status == "failed"]
@@ -231,6 +233,7 @@ def test_compare_draws_studies_on_shared_axes(asha_report: StudyReport, long_rep
     assert svg is not None
     # asha: 2 series in wd 1e-4; long: 3 series in each of wd 1e-4 and 5e-4
     assert len(ids(svg, "series")) == 2 + 3 * 2
+    assert ET.fromstring(svg).get("id") == "plot-compare"
     assert "series-asha_input_wd_1e-4" in ids(svg, "series") and "series-long_input_wd_1e-4" in ids(svg, "series")
     with drawing():
         fig = compare_alpha_figure(pair)
