@@ -17,7 +17,7 @@ from mlflow.tracking import MlflowClient
 
 from mixup_core import metrics as M
 from studies.progress import trial_from_run
-from studies.records import TrialStatus
+from studies.records import TrialRecord, TrialStatus
 from studies.store import store_ready
 from studies.tracking import PARENT_TAG
 
@@ -94,10 +94,12 @@ def trial_curves(
 ) -> list[TrialCurve]:
     """Every trial's per-epoch ``metric``, read from MLflow in a few queries.
 
-    Two queries on a database store for a whole study (the runs, then every history at once in batches of
-    :data:`RUNS_PER_QUERY`): a study of 50 trials × 30 epochs read back in 0.07 s from a local SQLite store
-    on the 2-core dev box, where ``get_metric_history`` run by run took 0.22 s
-    (``benchmarks/trial_curves.py``).
+    Two queries on a database store for a whole study (the runs, then every history at once, in batches of
+    :data:`RUNS_PER_QUERY`): a study of 50 trials × 30 epochs (1180 points) read back in 0.10–0.28 s (median
+    of 5; three runs) from a local SQLite store on the 2-core dev box under a load of 11–16, where
+    ``get_metric_history`` run by run took 0.20–0.98 s, 2.1–3.5× longer (``python benchmarks/trial_curves.py``;
+    benchmarks/RESULTS.md). The search for the runs is most of it: :func:`curves_for` skips it for trials
+    already read.
 
     Args:
         tracking_uri: the MLflow tracking URI the study's driver logged to.
@@ -128,3 +130,34 @@ def trial_curves(
             )
         )
     return curves
+
+
+def curves_for(tracking_uri: str, trials: Sequence[TrialRecord], metric: str = M.TEST_ERROR) -> list[TrialCurve]:
+    """The curves of trials already read from MLflow (``read_progress(...).trials``): histories only.
+
+    What :func:`trial_curves` does less its search for the runs, which a page that has just read the study's
+    progress has already paid for (the larger part of the time at 200 trials).
+
+    Args:
+        tracking_uri: the MLflow tracking URI the study's driver logged to.
+        trials: the trials, each with its ``run_id`` (one without has no points).
+        metric: a ``mixup_core.metrics`` name logged per epoch.
+
+    Returns:
+        One curve per trial, in the given order, labelled by its params (``alpha=0.2, layer=input, seed=0``).
+    """
+    if not store_ready(tracking_uri):
+        return []
+    run_ids = [t.run_id for t in trials if t.run_id is not None]
+    histories = _histories(MlflowClient(tracking_uri), run_ids, metric) if run_ids else {}
+    return [
+        TrialCurve(
+            trial_id=t.trial_id,
+            run_id=t.run_id or "",
+            label=", ".join(f"{k}={v}" for k, v in t.params.items()) or t.trial_id,
+            params=t.params,
+            status=t.status,
+            points=_per_epoch(histories.get(t.run_id, [])) if t.run_id is not None else [],
+        )
+        for t in trials
+    ]

@@ -25,6 +25,7 @@ from service.settings import ServiceSettings
 from service.web import sessions, views
 from service.web.plots import PlotCache, alpha_svg, compare_svg, curves_svg
 from service.web.render import VisitorDep, form_of, page
+from studies.records import TrialRecord
 from studies.report import StudyReport, build_report
 from studies.spec import StudySpec
 
@@ -64,6 +65,7 @@ class Loaded:
     detail: schemas.StudyDetail
     view: repository.StudyView
     trials: list[schemas.Trial]
+    records: list[TrialRecord]  # as the study's state has them (settled once it ended)
     report: StudyReport
 
 
@@ -77,7 +79,7 @@ def load(session: Session, caller: Caller, study_id: str, settings: ServiceSetti
     trials = schemas.trial_list(view, records).trials
     settled = schemas.study_trials(view.status, records)
     report = build_report(StudySpec.model_validate(view.spec), settled, view.id, study_status=view.status)
-    return Loaded(detail, view, trials, report)
+    return Loaded(detail, view, trials, settled, report)
 
 
 def _plots(request: Request) -> PlotCache:
@@ -92,7 +94,7 @@ def _results_context(request: Request, loaded: Loaded, settings: ServiceSettings
         "report": report,
         "trials": views.trial_rows(loaded.trials, report.metric, detail.mlflow.experiment_url),
         "alpha_svg": alpha_svg(cache, loaded.view, report),
-        "curves_svg": curves_svg(cache, settings, loaded.view),
+        "curves_svg": curves_svg(cache, settings, loaded.view, loaded.records),
     }
 
 

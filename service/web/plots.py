@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Sequence
 
 from service.repository import StudyView
 from service.settings import ServiceSettings
-from studies.curves import trial_curves
+from studies.curves import curves_for
 from studies.plots import alpha_curve_svg, compare_alpha_svg, learning_curves_svg
+from studies.records import TrialRecord
 from studies.report import StudyReport
 
 
@@ -49,15 +50,19 @@ def alpha_svg(cache: PlotCache, view: StudyView, report: StudyReport) -> str | N
     return cache.get(("alpha", snapshot(view)), lambda: alpha_curve_svg(report))
 
 
-def curves_svg(cache: PlotCache, settings: ServiceSettings, view: StudyView) -> str | None:
-    """Every trial's test error per epoch, read from the MLflow store the study's driver logs to."""
-    parent = view.parent_run_id
-    if parent is None:  # the driver has not opened its MLflow run yet
+def curves_svg(
+    cache: PlotCache, settings: ServiceSettings, view: StudyView, trials: Sequence[TrialRecord]
+) -> str | None:
+    """Every trial's test error per epoch, read from the MLflow store the study's driver logs to.
+
+    ``trials`` are the ones the dispatcher stored (with their run ids): only their histories are read.
+    """
+    if view.parent_run_id is None:  # the driver has not opened its MLflow run yet
         return None
     uri = settings.resolved_tracking_uri
 
     def draw() -> str | None:
-        return learning_curves_svg(trial_curves(uri, parent, experiment_id=view.experiment_id))
+        return learning_curves_svg(curves_for(uri, trials))
 
     return cache.get(("curves", snapshot(view)), draw)
 

@@ -13,11 +13,21 @@ time in a process (a lock): matplotlib's fonts and rcParams are shared between t
 from __future__ import annotations
 
 from studies.plots._canvas import SVG_HASH_SALT, drawing, series_gid, to_png, to_svg, warm_up_plotting
-from studies.plots.alpha import alpha_curve_figure, alpha_curve_svg, compare_alpha_figure, compare_alpha_svg
-from studies.plots.learning import learning_curves_figure, learning_curves_svg
+from studies.plots.alpha import (
+    ALPHA_PLOT_ID,
+    COMPARE_PLOT_ID,
+    alpha_curve_figure,
+    alpha_curve_svg,
+    compare_alpha_figure,
+    compare_alpha_svg,
+)
+from studies.plots.learning import LEARNING_PLOT_ID, learning_curves_figure, learning_curves_svg
 from studies.plots.report_png import render_plot_png, report_figure
 
 __all__ = [
+    "ALPHA_PLOT_ID",
+    "COMPARE_PLOT_ID",
+    "LEARNING_PLOT_ID",
     "SVG_HASH_SALT",
     "alpha_curve_figure",
     "alpha_curve_svg",

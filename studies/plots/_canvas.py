@@ -7,6 +7,7 @@ matplotlib is imported inside the functions: it is slow to import and most proce
 from __future__ import annotations
 
 import contextlib
+import html
 import io
 import re
 import textwrap
@@ -121,11 +122,13 @@ class GidNamer:
 _PROLOG = re.compile(r"\A\s*<\?xml[^>]*\?>\s*(<!DOCTYPE[^>]*>\s*)?")
 _ROOT = re.compile(r"<svg\b[^>]*>")
 _SIZE = re.compile(r'\s(width|height)="[^"]*"')
+_ROOT_ID = re.compile(r'\sid="[^"]*"')
 
 
-def to_svg(fig: Figure, title: str) -> str:
+def to_svg(fig: Figure, title: str, plot_id: str = "plot") -> str:
     """The figure as an ``<svg>`` element to put inline in HTML: no XML prolog or DOCTYPE, a viewBox,
-    ``width="100%"`` and no fixed height (it scales with its container, keeping its aspect), ``role="img"``
+    ``width="100%"`` and no fixed height (it scales with its container, keeping its aspect), ``role="img"``,
+    ``id=plot_id`` (a page's plots' series ids may repeat: select them under it, ``#plot-alpha [id^=series-]``)
     and ``title`` as its ``<title>``. Deterministic: same figure, same bytes. Call inside :func:`drawing`.
     """
     buffer = io.StringIO()
@@ -133,8 +136,10 @@ def to_svg(fig: Figure, title: str) -> str:
     text = _PROLOG.sub("", buffer.getvalue())
     root = _ROOT.search(text)
     assert root is not None and "viewBox" in root.group(0), "matplotlib writes one <svg> root with a viewBox"
-    tag = _SIZE.sub("", root.group(0))
-    tag = tag[:-1].rstrip() + ' width="100%" role="img" style="height:auto;max-width:100%">'
+    tag = _ROOT_ID.sub("", _SIZE.sub("", root.group(0)))
+    tag = (
+        tag[:-1].rstrip() + f' width="100%" role="img" style="height:auto;max-width:100%" id="{html.escape(plot_id)}">'
+    )
     # matplotlib writes the metadata's Title as the root's first child, <title> (what a screen reader says).
     return f"{text[: root.start()]}{tag}{text[root.end() :]}"
 

@@ -23,6 +23,7 @@ from studies.plots._canvas import (
     percent_label,
     set_titles,
     to_svg,
+    wrap,
 )
 
 if TYPE_CHECKING:
@@ -31,6 +32,8 @@ if TYPE_CHECKING:
 
     from studies.report_models import AlphaPoint, AlphaTrialPoint, StudyReport
 
+#: The ``id`` of the ``<svg>`` root of :func:`alpha_curve_svg` and of :func:`compare_alpha_svg`.
+ALPHA_PLOT_ID, COMPARE_PLOT_ID = "plot-alpha", "plot-compare"
 MARKERS = ("o", "s", "^", "D", "v", "P", "X", "<", ">", "h")
 LINESTYLES: tuple[Any, ...] = ("-", "--", ":", "-.", (0, (5, 1, 1, 1, 1, 1)), (0, (8, 2)), (0, (1, 3)))
 NUDGE_PT = 5.0  # horizontal distance between neighbouring series, in points (a marker is ~6 pt wide)
@@ -60,7 +63,7 @@ def nudges(count: int) -> list[float]:
     return [(i - (count - 1) / 2) * NUDGE_PT for i in range(count)]
 
 
-def set_alpha_axis(ax: Axes, alphas: Sequence[float]) -> None:
+def set_alpha_axis(ax: Axes, alphas: Sequence[float], series: int = 1) -> None:
     """A log α axis when α spans a decade or more (symlog, linear near 0, when α = 0 was tried), else linear;
     a tick at each α tried when there are few, written as given (0.2, not 2×10⁻¹)."""
     values = sorted(set(alphas))
@@ -73,7 +76,8 @@ def set_alpha_axis(ax: Axes, alphas: Sequence[float]) -> None:
     # Room beyond the outer α values for the nudged series (autoscale left them on the frame at the edges).
     scale = ax.xaxis.get_transform()
     lo, hi = scale.transform([[values[0]], [values[-1]]])[:, 0]
-    pad = (hi - lo) * 0.07 or 0.5
+    # A panel is ~250 pt wide: 5 % of it, plus the outermost series' nudge and half a marker.
+    pad = (hi - lo) * (0.05 + (max(nudges(series)) + 5.0) / 250.0) or 0.5
     ax.set_xlim(*scale.inverted().transform([[lo - pad], [hi + pad]])[:, 0])
     if len(values) <= MAX_TICKS:
         from studies.report_render import format_value
@@ -180,7 +184,7 @@ def draw_alpha_panels(axes: Sequence[Axes], report: StudyReport, weight_decays: 
             partial = [p for p in report.alpha_partial if (p.series, p.weight_decay) == (name, wd)]
             if points or partial:
                 draw_series(ax, points, partial, style, namer(f"{name} {weight_decay_label(wd)}"), name)
-        set_alpha_axis(ax, alphas)
+        set_alpha_axis(ax, alphas, len(series))
         ax.set_title(weight_decay_label(wd))
         ax.grid(alpha=0.3)
     axes[0].set_ylabel(percent_label(report.metric))
@@ -190,6 +194,12 @@ def draw_alpha_panels(axes: Sequence[Axes], report: StudyReport, weight_decays: 
             Line2D([], [], color=s.color, marker=s.marker, linestyle=s.linestyle, label=n) for n, s in styles.items()
         ]
     return handles + status_handles(report.alpha_partial)
+
+
+def alpha_notes(report: StudyReport) -> str:
+    """The α plot's caption: what the points are, and the hollow markers and the nudge where there are some."""
+    notes = [FINISHED_NOTE] + ([PARTIAL_NOTE] if report.alpha_partial else [])
+    return "; ".join(notes + ([NUDGE_NOTE] if len(_series(report)) > 1 else [])) + "."
 
 
 def _alpha(p: AlphaPoint) -> float:
@@ -210,8 +220,7 @@ def alpha_curve_figure(report: StudyReport) -> Figure | None:
     axes = list(fig.subplots(1, len(weight_decays), squeeze=False, sharey=True)[0])
     handles = draw_alpha_panels(axes, report, weight_decays)
     legend_beside(fig, handles)
-    notes = [FINISHED_NOTE] + ([PARTIAL_NOTE] if report.alpha_partial else []) + [NUDGE_NOTE]
-    set_titles(fig, f"{report.name}: {report.metric} vs α", "; ".join(notes) + ".")
+    set_titles(fig, f"{report.name}: {report.metric} vs α", alpha_notes(report))
     return fig
 
 
@@ -234,7 +243,7 @@ def alpha_curve_svg(report: StudyReport) -> str | None:
     """
     with drawing():
         fig = alpha_curve_figure(report)
-        return None if fig is None else to_svg(fig, f"{report.name}: {report.metric} vs α")
+        return None if fig is None else to_svg(fig, f"{report.name}: {report.metric} vs α", ALPHA_PLOT_ID)
 
 
 def compare_alpha_figure(reports: Sequence[tuple[str, StudyReport]]) -> Figure | None:
@@ -263,11 +272,14 @@ def compare_alpha_figure(reports: Sequence[tuple[str, StudyReport]]) -> Figure |
                 draw_series(ax, points, partial, style, gid, f"{name}: {series}")
     alphas = [p.alpha for _, r in drawn for p in _points(r)]
     for ax, wd in zip(axes, weight_decays, strict=True):
-        set_alpha_axis(ax, alphas)
+        set_alpha_axis(ax, alphas, len(pairs))
         ax.set_title(weight_decay_label(wd))
         ax.grid(alpha=0.3)
     axes[0].set_ylabel(" / ".join(dict.fromkeys(percent_label(r.metric) for _, r in drawn)))
-    handles = [Line2D([], [], color=color(i), linewidth=3, label=name) for i, (name, _) in enumerate(drawn)]
+    # A long study name would make the legend, and so the figure's right margin, as wide as itself.
+    handles = [
+        Line2D([], [], color=color(i), linewidth=3, label=wrap(name, 2.6, 8.0)) for i, (name, _) in enumerate(drawn)
+    ]
     if len(all_series) > 1 or all_series != ["all"]:
         handles += [Line2D([], [], color="0.2", linestyle=ls, marker=m, label=s) for s, (ls, m) in line.items()]
     partial_all = [p for _, r in drawn for p in r.alpha_partial]
@@ -293,4 +305,8 @@ def compare_alpha_svg(reports: Sequence[tuple[str, StudyReport]]) -> str | None:
     """
     with drawing():
         fig = compare_alpha_figure(reports)
-        return None if fig is None else to_svg(fig, "α curves compared: " + ", ".join(name for name, _ in reports))
+        return (
+            None
+            if fig is None
+            else to_svg(fig, "α curves compared: " + ", ".join(name for name, _ in reports), COMPARE_PLOT_ID)
+        )

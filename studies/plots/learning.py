@@ -19,11 +19,13 @@ if TYPE_CHECKING:
 
     from studies.curves import TrialCurve
 
+#: The ``id`` of the ``<svg>`` root of :func:`learning_curves_svg`.
+LEARNING_PLOT_ID = "plot-learning-curves"
 COLOR_FACTORS = ("layer", "variant", "alpha")  # the first that varies colours the lines
 MAX_CATEGORIES = 10  # more values than this (a sampled α): a colour scale instead of a legend entry each
 # status → (marker, its style, legend text); "finished" ends plainly.
 END_MARKS: dict[str, tuple[str, dict[str, Any], str]] = {
-    "stopped": ("x", {"markersize": 7, "markeredgewidth": 1.8}, "× stopped early (last epoch)"),
+    "stopped": ("x", {"markersize": 7, "markeredgewidth": 1.8}, "stopped early (last epoch)"),
     "failed": (
         "s",
         {"markersize": 6, "markerfacecolor": "none", "markeredgecolor": "tab:red", "markeredgewidth": 1.5},
@@ -146,4 +148,4 @@ def learning_curves_svg(
     """
     with drawing():
         fig = learning_curves_figure(curves, metric, title)
-        return None if fig is None else to_svg(fig, title or f"{metric} per epoch")
+        return None if fig is None else to_svg(fig, title or f"{metric} per epoch", LEARNING_PLOT_ID)

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from studies.plots._canvas import drawing, legend_beside, new_figure, set_titles, to_png
-from studies.plots.alpha import FINISHED_NOTE, NUDGE_NOTE, PARTIAL_NOTE, draw_alpha_panels, panel_size
+from studies.plots.alpha import alpha_notes, draw_alpha_panels, panel_size
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -29,7 +29,7 @@ def draw_comparisons(axes: Sequence[Axes], report: StudyReport, weight_decays: S
     drawn = drawn_comparisons(report)
     labels = list(dict.fromkeys(c.row for c in drawn))
     assert report.comparisons is not None
-    for ax, wd in zip(axes, weight_decays, strict=True):
+    for i, (ax, wd) in enumerate(zip(axes, weight_decays, strict=True)):
         for y, label in enumerate(labels):
             for c in drawn:
                 if c.row == label and c.weight_decay == wd and c.ci_low is not None and c.ci_high is not None:
@@ -38,9 +38,10 @@ def draw_comparisons(axes: Sequence[Axes], report: StudyReport, weight_decays: S
                     err = [[c.difference - c.ci_low], [c.ci_high - c.difference]]
                     ax.errorbar([c.difference], [y], xerr=err, fmt="o", color=color, capsize=3)
         ax.axvline(0.0, color="black", linewidth=0.8)
-        ax.set_yticks(range(len(labels)), labels=labels)
+        # Every panel has the same rows in the same order: their names once, left of the first panel.
+        ax.set_yticks(range(len(labels)), labels=labels if i == 0 else [])
         ax.invert_yaxis()
-        ax.set_title(f"{weight_decay_label(wd)}: minus {report.comparisons.baseline}, 95 % CI")
+        ax.set_title(f"{weight_decay_label(wd)}: difference from the baseline")
         ax.set_xlabel(f"Δ {report.metric}")
         ax.grid(alpha=0.3, axis="x")
 
@@ -57,6 +58,7 @@ def report_figure(report: StudyReport) -> Figure | None:
         return None
     weight_decays = sorted({p.weight_decay for p in curve} | {c.weight_decay for c in drawn})
     width, height = panel_size(len(weight_decays))
+    width += 2.5 if drawn else 0.0  # the forest plot's row names, left of its first panel
     rows = int(bool(curve)) + int(bool(drawn))
     fig = new_figure(width, height * rows)
     grid = fig.subplots(rows, len(weight_decays), squeeze=False)
@@ -64,10 +66,14 @@ def report_figure(report: StudyReport) -> Figure | None:
     notes = []
     if curve:
         handles = draw_alpha_panels(list(grid[0]), report, weight_decays)
-        notes = [FINISHED_NOTE] + ([PARTIAL_NOTE] if report.alpha_partial else []) + [NUDGE_NOTE]
+        notes = [alpha_notes(report).rstrip(".")]
     if drawn:
         draw_comparisons(list(grid[-1]), report, weight_decays)
-        notes.append("intervals: green better, red worse than the baseline (the interval excludes 0)")
+        assert report.comparisons is not None
+        notes.append(
+            f"below: each row minus the baseline ({report.comparisons.baseline}) with its 95 % confidence interval; "
+            "green better, red worse (the interval excludes 0)"
+        )
     legend_beside(fig, handles)
     what = f"{report.metric} vs α" if curve else f"{report.metric}: difference from the baseline"
     set_titles(fig, f"{report.name}: {what}", "; ".join(notes) + ".")

@@ -9,7 +9,8 @@ import pytest
 from mlflow.entities import Metric
 from mlflow.tracking import MlflowClient
 
-from studies.curves import trial_curves
+from studies.curves import curves_for, trial_curves
+from studies.records import TrialRecord
 from studies.store import prepare_store
 from studies.tracking import PARENT_TAG, STATUS_TAG, TRIAL_ID_TAG
 
@@ -64,6 +65,13 @@ def test_trial_curves_read_every_trials_history(tmp_path: Path, store: str, requ
     assert (curves[1].label, curves[1].params) == ("alpha=0.4, seed=1", {"alpha": pytest.approx(0.4)})
 
     assert trial_curves(uri, parent, metric="train_loss", experiment_id=experiment_id)[0].points[1] == (2, 0.5)
+
+    # the same from records the caller has read already (read_progress): histories only
+    records = [TrialRecord("t1", {"alpha": 0.4}, "stopped", run_id=run_ids["t1"]), TrialRecord("t9", {}, "pending")]
+    assert [(c.trial_id, c.label, c.status, c.points) for c in curves_for(uri, records)] == [
+        ("t1", "alpha=0.4", "stopped", [(1, 55.0), (2, 40.0)]),
+        ("t9", "t9", "pending", []),
+    ]
 
 
 def test_no_store_yet_is_no_curve(tmp_path: Path) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import re
 import xml.etree.ElementTree as ET
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import matplotlib.image
@@ -106,6 +107,7 @@ def test_alpha_svg_is_inline_html_that_scales_and_renders_identically(asha_repor
     root = ET.fromstring(svg)
     assert root.tag == "{http://www.w3.org/2000/svg}svg"
     assert root.get("viewBox") and root.get("width") == "100%" and root.get("height") is None
+    assert root.get("id") == "plot-alpha"  # a page scopes each plot's series ids under its own
     assert root[0].tag == "{http://www.w3.org/2000/svg}title" and root[0].text == "asha: median_test_error vs α"
     assert alpha_curve_svg(asha_report) == svg  # deterministic ids (svg.hashsalt), no date
 
@@ -147,7 +149,9 @@ def clipped(fig: Any) -> list[str]:
     return out if tight_ok else [*out, "everything"]
 
 
-def test_no_title_or_label_is_clipped_even_with_a_long_name(long_report: StudyReport) -> None:
+def test_no_title_or_label_is_clipped_even_with_a_long_name(
+    long_report: StudyReport, asha_report: StudyReport, many_curves: list[TrialCurve]
+) -> None:
     with drawing():
         for make in (alpha_curve_figure, report_figure):
             fig = make(long_report)
@@ -156,6 +160,10 @@ def test_no_title_or_label_is_clipped_even_with_a_long_name(long_report: StudyRe
             assert "\n" in title  # wrapped (at spaces or hyphens), all of it kept
             assert title.replace("\n", "").replace(" ", "") == f"{LONG_NAME}:median_test_errorvsα"
             assert clipped(fig) == []
+        compared = compare_alpha_figure([(LONG_NAME, long_report), ("asha", asha_report)])
+        assert compared is not None and clipped(compared) == []
+        curves_fig = learning_curves_figure(many_curves, title=f"{LONG_NAME}: test_error per epoch of every trial")
+        assert curves_fig is not None and clipped(curves_fig) == []
 
 
 def test_the_png_is_larger_and_its_title_fits(long_report: StudyReport) -> None:
@@ -186,6 +194,7 @@ def test_learning_curves_have_one_series_per_trial_and_mark_where_trials_ended(m
     svg = learning_curves_svg(many_curves, title="t: test_error per epoch")
     assert svg is not None
     assert len(ids(svg, "series")) == 120
+    assert ET.fromstring(svg).get("id") == "plot-learning-curves"
     assert ids(svg, "series")[:2] == ["series-t000", "series-t001"]
     stopped = [c.trial_id for c in many_curves if c.status == "stopped"]
     failed = [c.trial_id for c in many_curves if c.status == "failed"]
@@ -206,7 +215,7 @@ def test_the_learning_curve_legend_stays_short_at_120_trials(many_curves: list[T
         "layer=input",
         "layer=layer1",
         "layer=feature_map",
-        "× stopped early (last epoch)",
+        "stopped early (last epoch)",
         "failed (last epoch)",
     ]
 
@@ -224,6 +233,7 @@ def test_compare_draws_studies_on_shared_axes(asha_report: StudyReport, long_rep
     assert svg is not None
     # asha: 2 series in wd 1e-4; long: 3 series in each of wd 1e-4 and 5e-4
     assert len(ids(svg, "series")) == 2 + 3 * 2
+    assert ET.fromstring(svg).get("id") == "plot-compare"
     assert "series-asha_input_wd_1e-4" in ids(svg, "series") and "series-long_input_wd_1e-4" in ids(svg, "series")
     with drawing():
         fig = compare_alpha_figure(pair)
@@ -231,6 +241,12 @@ def test_compare_draws_studies_on_shared_axes(asha_report: StudyReport, long_rep
         panels = [ax for ax in fig.axes if ax.get_title()]
         assert [ax.get_title() for ax in panels] == ["wd 1e-4", "wd 5e-4"]
         colours = {line.get_color() for line in panels[0].lines if (line.get_gid() or "").startswith("series-")}
+        fig.canvas.draw()
+        for ax in panels:  # the outermost nudged series at the highest α keeps its marker inside the frame
+            for line in ax.lines:
+                xs = line.get_transform().transform(line.get_xydata())[:, 0]
+                radius = line.get_markersize() / 2 * fig.dpi / 72
+                assert ax.bbox.x0 + radius <= xs.min() and xs.max() <= ax.bbox.x1 - radius, line.get_gid()
     assert colours == {"C0", "C1"}  # one colour per study
     assert compare_alpha_svg([("none", build_report(make_spec({"space": {"layer": ["input"]}}), []))]) is None
 
@@ -238,3 +254,17 @@ def test_compare_draws_studies_on_shared_axes(asha_report: StudyReport, long_rep
 def test_series_gid_is_a_safe_id() -> None:
     assert series_gid("layer=input, alpha=0.2") == "series-layer_input_alpha_0.2"
     assert series_gid("mixup AC + RP") == "series-mixup_AC_RP"
+
+
+def test_plots_drawn_from_several_threads_at_once_are_the_same(
+    asha_report: StudyReport, many_curves: list[TrialCurve]
+) -> None:
+    # A web server draws pages' plots on its worker threads; matplotlib's fonts and rcParams are shared.
+    expected = (alpha_curve_svg(asha_report), learning_curves_svg(many_curves[:20]), render_plot_png(asha_report))
+
+    def draw(_: int) -> tuple[str | None, str | None, bytes | None]:
+        return alpha_curve_svg(asha_report), learning_curves_svg(many_curves[:20]), render_plot_png(asha_report)
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        drawn = list(pool.map(draw, range(4)))
+    assert all(result == expected for result in drawn)
