@@ -18,16 +18,18 @@ ARG PYTHON_IMAGE=python:3.11.11-slim-bookworm
 FROM ${PYTHON_IMAGE} AS builder
 ARG TORCH_VERSION=2.14.1
 ARG TORCHVISION_VERSION=0.29.1
-ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cu128
+ARG TORCH_INDEX_URL=
 ARG RAY_VERSION=2.60.0
 ARG MLFLOW_VERSION=3.17.2
 ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     VIRTUAL_ENV=/opt/venv \
     PATH=/opt/venv/bin:$PATH
-# 1. torch first, from the index the build argument names (CUDA or CPU).
+# 1. torch first, from the index TORCH_INDEX_URL names (a CUDA or the CPU
+#    build), or the default index when it is empty. The index is an extra one:
+#    torch's own dependencies may live only on the default index.
 RUN python -m venv /opt/venv \
-    && pip install --no-cache-dir --index-url "${TORCH_INDEX_URL}" \
+    && PIP_EXTRA_INDEX_URL="${TORCH_INDEX_URL}" pip install --no-cache-dir \
         "torch==${TORCH_VERSION}" "torchvision==${TORCHVISION_VERSION}"
 
 # 2. Dependencies from pyproject.toml only (cached until it changes). Ray is
