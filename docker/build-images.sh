@@ -7,7 +7,7 @@
 #   RAY_IMAGE_FLAVOR   cpu (default) or gpu: only the name, mixup-studies/ray:<flavor>-<tag>
 #   TORCH_INDEX_URL    extra index torch comes from (empty: the default index). A file://
 #                      index (a local directory, as `pip config list` shows on some hosts) is
-#                      served on 127.0.0.1 for the build, since the build cannot see the host.
+#                      mounted into the build (podman) or served on 127.0.0.1 (docker).
 #   PYTHON_IMAGE       base image (default python:3.11.11-slim-bookworm; where it cannot be
 #                      pulled, docker/base-image.sh makes a local Debian stand-in)
 #   IMAGES             which to build (default "mlflow ray api postgres")
@@ -51,22 +51,27 @@ base_image() {
 server_pid=""
 trap '[ -z "$server_pid" ] || kill "$server_pid" 2>/dev/null || true' EXIT
 
-# file:///dir/simple -> serve /dir on a free loopback port, index at http://127.0.0.1:PORT/simple
-# (links in such an index are relative, e.g. ../../files/torch-....whl). Sets INDEX; not run in a
-# subshell, so the EXIT trap knows the server's PID.
+# A file:// index (file:///dir/simple, links relative to /dir) is not visible inside a build:
+# podman mounts /dir read-only at the same path for RUN steps (never part of a layer); docker
+# gets it served on a fixed loopback port. Either way the URL the build sees does not change
+# between builds, so the torch layer stays cached.
+INDEX="${TORCH_INDEX_URL:-}"
+index_mount=()
 serve_torch_index() {
-    INDEX="${TORCH_INDEX_URL:-}"
     case "$INDEX" in
         file://*) ;;
         *) return ;;
     esac
     local path="${INDEX#file://}"
-    path="${path%/}"
-    local port
-    port="$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
-    python3 -m http.server --bind 127.0.0.1 --directory "$(dirname "$path")" "$port" >/dev/null 2>&1 &
+    path="$(dirname "${path%/}")"
+    if [ "$ENGINE" = podman ]; then
+        index_mount=(-v "$path:$path:ro")
+        return
+    fi
+    local port="${TORCH_INDEX_PORT:-8731}"
+    python3 -m http.server --bind 127.0.0.1 --directory "$path" "$port" >/dev/null 2>&1 &
     server_pid=$!
-    INDEX="http://127.0.0.1:$port/$(basename "$path")/"
+    INDEX="http://127.0.0.1:$port/$(basename "${INDEX%/}")/"
     for _ in $(seq 50); do
         python3 -c "import urllib.request; urllib.request.urlopen('$INDEX')" 2>/dev/null && return
         sleep 0.2
@@ -75,19 +80,24 @@ serve_torch_index() {
     exit 2
 }
 
-build() {  # build DOCKERFILE IMAGE CONTEXT [--build-arg ...]
-    local dockerfile="$1" image="$2" context="$3"
-    shift 3
-    local start end
+build() {  # build pip|apt DOCKERFILE IMAGE CONTEXT [--build-arg ...]
+    local kind="$1" dockerfile="$2" image="$3" context="$4"
+    shift 4
+    local start end mounts=()
+    # pip steps: the host's CA bundle (read-only, never part of a layer) lets pip reach the registry
+    # as the host does, plus the local torch index if any. apt steps get neither: ssl-cert's
+    # post-install script writes into /etc/ssl/certs.
+    if [ "$kind" = pip ]; then
+        mounts=(-v /etc/ssl/certs:/etc/ssl/certs:ro "${index_mount[@]}")
+    fi
     start="$(date +%s%N)"
     if [ "$ENGINE" = docker ]; then
         docker build --network host -f "$dockerfile" -t "$image" "$@" "$context"
     else
-        # chroot isolation and the host network: what RUN steps can use on these hosts; the
-        # host's CA bundle (read-only, never part of a layer) lets pip reach the registry;
-        # the docker format, because OCI images cannot carry a HEALTHCHECK.
+        # chroot isolation and the host network: what RUN steps can use on these hosts; the docker
+        # format, because OCI images cannot carry a HEALTHCHECK.
         podman build --format docker --layers --isolation chroot --network host \
-            -v /etc/ssl/certs:/etc/ssl/certs:ro -f "$dockerfile" -t "$image" "$@" "$context"
+            "${mounts[@]}" -f "$dockerfile" -t "$image" "$@" "$context"
     fi
     end="$(date +%s%N)"
     local ms=$(((end - start) / 1000000))
@@ -104,10 +114,10 @@ done
 
 for name in $IMAGES; do
     case "$name" in
-        mlflow) build docker/mlflow.Dockerfile "mixup-studies/mlflow:$TAG" docker "${common[@]}" ;;
-        ray) build docker/ray.Dockerfile "mixup-studies/ray:$FLAVOR-$TAG" . "${project[@]}" ;;
-        api) build docker/api.Dockerfile "mixup-studies/api:$TAG" . "${project[@]}" ;;
-        postgres) build docker/postgres/Dockerfile "mixup-studies/postgres:15-$TAG" docker/postgres "${common[@]}" ;;
+        mlflow) build pip docker/mlflow.Dockerfile "mixup-studies/mlflow:$TAG" docker "${common[@]}" ;;
+        ray) build pip docker/ray.Dockerfile "mixup-studies/ray:$FLAVOR-$TAG" . "${project[@]}" ;;
+        api) build pip docker/api.Dockerfile "mixup-studies/api:$TAG" . "${project[@]}" ;;
+        postgres) build apt docker/postgres/Dockerfile "mixup-studies/postgres:15-$TAG" docker/postgres "${common[@]}" ;;
         *) echo "unknown image $name (mlflow, ray, api, postgres)" >&2; exit 2 ;;
     esac
 done
