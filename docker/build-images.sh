@@ -11,6 +11,7 @@
 #   PYTHON_IMAGE       base image (default python:3.11.11-slim-bookworm; where it cannot be
 #                      pulled, docker/base-image.sh makes a local Debian stand-in)
 #   IMAGES             which to build (default "mlflow ray api postgres")
+#   PROJECT_CONTEXT    build context of the api and ray images (default: the repository root)
 # Prints one JSON line per image: {"image", "seconds"}.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -18,6 +19,7 @@ cd "$(dirname "$0")/.."
 TAG="${IMAGE_TAG:-latest}"
 FLAVOR="${RAY_IMAGE_FLAVOR:-cpu}"
 IMAGES="${IMAGES:-mlflow ray api postgres}"
+CONTEXT="${PROJECT_CONTEXT:-.}"
 OFFICIAL_BASE="python:3.11.11-slim-bookworm"
 LOCAL_BASE="localhost/mixup-studies/python:3.11-bookworm"
 
@@ -115,8 +117,8 @@ done
 for name in $IMAGES; do
     case "$name" in
         mlflow) build pip docker/mlflow.Dockerfile "mixup-studies/mlflow:$TAG" docker "${common[@]}" ;;
-        ray) build pip docker/ray.Dockerfile "mixup-studies/ray:$FLAVOR-$TAG" . "${project[@]}" ;;
-        api) build pip docker/api.Dockerfile "mixup-studies/api:$TAG" . "${project[@]}" ;;
+        ray) build pip docker/ray.Dockerfile "mixup-studies/ray:$FLAVOR-$TAG" "$CONTEXT" "${project[@]}" ;;
+        api) build pip docker/api.Dockerfile "mixup-studies/api:$TAG" "$CONTEXT" "${project[@]}" ;;
         postgres) build apt docker/postgres/Dockerfile "mixup-studies/postgres:15-$TAG" docker/postgres "${common[@]}" ;;
         *) echo "unknown image $name (mlflow, ray, api, postgres)" >&2; exit 2 ;;
     esac

@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import secrets
 import shutil
 import subprocess
@@ -32,6 +33,9 @@ ROOT = Path(__file__).resolve().parents[2]
 DOCKER_DIR = ROOT / "docker"
 COMPOSE_FILES = [DOCKER_DIR / "compose.yaml", DOCKER_DIR / "compose.cpu.yaml", DOCKER_DIR / "compose.test.yaml"]
 PODMAN_CONF = DOCKER_DIR / "podman" / "containers.conf"
+# Where docker/README.md installs podman-compose (pip, in a venv of its own); PODMAN_COMPOSE overrides.
+PODMAN_COMPOSE_VENV = "/opt/podman-compose/bin/podman-compose"
+MIN_PODMAN_COMPOSE = (1, 1)
 # Images `make images` builds (IMAGE_TAG=latest, RAY_IMAGE_FLAVOR=cpu); the test tags them for itself.
 IMAGES = {
     "api": "mixup-studies/api:{tag}",
@@ -61,6 +65,19 @@ class Engine:
         return _run([self.name, *args], env=self.env, timeout=timeout)
 
 
+def _podman_compose() -> str | None:
+    """podman-compose new enough for compose.test.yaml's ``!override`` (Debian bookworm's 1.0.3 is not)."""
+    candidates = [os.environ.get("PODMAN_COMPOSE"), shutil.which("podman-compose"), PODMAN_COMPOSE_VENV]
+    for candidate in filter(None, candidates):
+        if not Path(candidate).exists():
+            continue
+        out = _run([candidate, "--version"], timeout=60)
+        match = re.search(r"podman-compose version (\d+)\.(\d+)", out.stdout)
+        if match and (int(match[1]), int(match[2])) >= MIN_PODMAN_COMPOSE:
+            return candidate
+    return None
+
+
 def find_engine() -> tuple[Engine | None, str]:
     """The engine to use, or None and why none can run containers here."""
     env = dict(os.environ)
@@ -72,14 +89,17 @@ def find_engine() -> tuple[Engine | None, str]:
     podman = shutil.which("podman")
     if podman is None:
         return None, "no container engine: neither a running docker daemon nor podman (docker/README.md)"
-    compose = shutil.which("podman-compose") or "/opt/podman-compose/bin/podman-compose"
-    if not Path(compose).exists():
-        return None, "podman is here but podman-compose is not (docker/README.md: pip install podman-compose)"
+    compose = _podman_compose()
+    if compose is None:
+        return None, f"podman is here but no podman-compose >= {MIN_PODMAN_COMPOSE} (docker/README.md)"
     env["CONTAINERS_CONF"] = env.get("CONTAINERS_CONF", str(PODMAN_CONF))
     info = _run([podman, "info"], env=env, timeout=120)
     if info.returncode != 0:
         return None, f"podman cannot run here: {info.stderr.strip()[-300:]}"
-    return Engine("podman", [compose], env), ""
+    # As docker does, a read-only container gets only the tmpfs mounts compose names: podman's own
+    # (/run, /tmp, /var/tmp) would be mounted over them and hide /run/postgresql's. (podman 4.3 reads
+    # no containers.conf key for it.)
+    return Engine("podman", [compose, "--podman-run-args=--read-only-tmpfs=false"], env), ""
 
 
 def missing_images(engine: Engine) -> list[str]:
