@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -42,11 +43,20 @@ def size_mb(engine: Engine, image: str) -> float:
     return round(int(out.stdout.strip()) / 1e6, 1)
 
 
+UNITS = {"B": 1, "kB": 1e3, "KB": 1e3, "MB": 1e6, "GB": 1e9, "TB": 1e12}
+
+
+def human_bytes(text: str) -> float:
+    """'1.63 MB' / '1.63MB' / '0 B' (how docker and podman print a layer's size) in bytes."""
+    number, unit = re.fullmatch(r"([\d.]+)\s*([kKMGT]?B)", text.strip()).groups()  # type: ignore[union-attr]
+    return float(number) * UNITS[unit]
+
+
 def last_layer_mb(engine: Engine, image: str) -> float:
     """Size of the newest layer that holds files (history lists newest first; metadata steps are 0 B)."""
-    out = engine("history", "--format", "{{.Size}}", "--human=false", image, timeout=120)
-    sizes = [int(s) for s in out.stdout.split() if s.isdigit()]
-    return round(next((s for s in sizes if s > 0), 0) / 1e6, 2)
+    out = engine("history", "--format", "{{.Size}}", image, timeout=300)
+    sizes = [human_bytes(line) for line in out.stdout.splitlines() if line.strip()]
+    return round(next((s for s in sizes if s > 0), 0.0) / 1e6, 2)
 
 
 def build(env: dict[str, str]) -> list[dict[str, Any]]:

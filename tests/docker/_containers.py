@@ -71,7 +71,7 @@ def _podman_compose() -> str | None:
     for candidate in filter(None, candidates):
         if not Path(candidate).exists():
             continue
-        out = _run([candidate, "--version"], timeout=60)
+        out = _run([candidate, "--version"], timeout=300)
         match = re.search(r"podman-compose version (\d+)\.(\d+)", out.stdout)
         if match and (int(match[1]), int(match[2])) >= MIN_PODMAN_COMPOSE:
             return candidate
@@ -82,8 +82,8 @@ def find_engine() -> tuple[Engine | None, str]:
     """The engine to use, or None and why none can run containers here."""
     env = dict(os.environ)
     docker = shutil.which("docker")
-    if docker and _run([docker, "info"], timeout=60).returncode == 0:
-        if _run([docker, "compose", "version"], timeout=60).returncode == 0:
+    if docker and _run([docker, "info"], timeout=300).returncode == 0:
+        if _run([docker, "compose", "version"], timeout=300).returncode == 0:
             return Engine("docker", [docker, "compose"], env), ""
         return None, "docker runs but has no compose v2 plugin"
     podman = shutil.which("podman")
@@ -104,7 +104,7 @@ def find_engine() -> tuple[Engine | None, str]:
 
 def missing_images(engine: Engine) -> list[str]:
     names = [pattern.format(tag="latest") for pattern in IMAGES.values()]
-    return [n for n in names if engine("image", "inspect", n, timeout=60).returncode != 0]
+    return [n for n in names if engine("image", "inspect", n, timeout=300).returncode != 0]
 
 
 @dataclass
@@ -142,7 +142,7 @@ class Stack:
         """Names of a service's containers (compose labels them with project and service)."""
         args = ["ps", "--format", "{{.Names}}", "--filter", f"label=com.docker.compose.project={self.project}"]
         args += ["--filter", f"label=com.docker.compose.service={service}"]
-        out = self.engine(*args, *(["-a"] if all_states else []), timeout=60)
+        out = self.engine(*args, *(["-a"] if all_states else []), timeout=300)
         return sorted(line for line in out.stdout.split() if line)
 
     def container(self, service: str) -> str:
@@ -151,7 +151,7 @@ class Stack:
         return names[0]
 
     def inspect(self, name: str) -> dict[str, Any]:
-        out = self.engine("inspect", name, timeout=60)
+        out = self.engine("inspect", name, timeout=300)
         assert out.returncode == 0, out.stderr
         data: dict[str, Any] = json.loads(out.stdout)[0]
         return data
@@ -167,14 +167,17 @@ class Stack:
         parts = []
         for service in ORDER:
             for name in self.containers(service, all_states=True):
-                out = self.engine("logs", "--tail", str(tail), name, timeout=60)
+                out = self.engine("logs", "--tail", str(tail), name, timeout=300)
                 parts.append(f"--- {name}\n{out.stdout[-4000:]}{out.stderr[-4000:]}")
         return "\n".join(parts)
 
     def healthy(self, name: str) -> bool:
         """Run the container's own healthcheck (podman has no timer for it here) or read docker's verdict."""
         if self.engine.name == "podman":
-            return self.engine("healthcheck", "run", name, timeout=120).returncode == 0
+            try:
+                return self.engine("healthcheck", "run", name, timeout=300).returncode == 0
+            except subprocess.TimeoutExpired:  # podman waits for its storage lock (a build committing)
+                return False
         health = self.inspect(name)["State"].get("Health") or {}
         return health.get("Status") == "healthy"
 
@@ -208,12 +211,12 @@ class Stack:
         """Remove everything this stack made, by its project label and names, whatever state it is in."""
         self.compose("down", "-v", "--remove-orphans", "-t", "10", timeout=600)
         label = f"label=com.docker.compose.project={self.project}"
-        leftover = self.engine("ps", "-a", "-q", "--filter", label, timeout=60).stdout.split()
+        leftover = self.engine("ps", "-a", "-q", "--filter", label, timeout=300).stdout.split()
         if leftover:
             self.engine("rm", "-f", *leftover, timeout=300)
-        for volume in self.engine("volume", "ls", "-q", "--filter", label, timeout=60).stdout.split():
+        for volume in self.engine("volume", "ls", "-q", "--filter", label, timeout=300).stdout.split():
             self.engine("volume", "rm", "-f", volume, timeout=120)
-        for network in self.engine("network", "ls", "-q", "--filter", label, timeout=60).stdout.split():
+        for network in self.engine("network", "ls", "-q", "--filter", label, timeout=300).stdout.split():
             self.engine("network", "rm", "-f", network, timeout=120)
         for pattern in IMAGES.values():
             self.engine("rmi", pattern.format(tag=self.tag), timeout=120)  # only the test's tag: an untag

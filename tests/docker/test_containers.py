@@ -10,6 +10,7 @@ succeeds). Marked ``containers``: not part of ``make test`` (it needs built imag
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,7 +20,7 @@ import httpx
 import pytest
 import yaml
 
-from tests.docker._containers import IMAGE_UID, WORKERS, Engine, Stack, find_engine, missing_images, stack
+from tests.docker._containers import IMAGE_UID, IMAGES, WORKERS, Engine, Stack, find_engine, missing_images, stack
 from tests.support.processes import wait_until
 
 SMOKE = Path(__file__).resolve().parents[2] / "studies" / "presets" / "smoke.yaml"
@@ -127,6 +128,22 @@ def assert_study_complete(running: Stack, token: str, study: dict[str, Any]) -> 
     assert all(r.data.metrics for r in runs)
 
 
+SECRET = re.compile(r"(PASSWORD|SECRET|TOKEN|ACCESS_KEY)[A-Z_]*=", re.IGNORECASE)
+
+
+def test_no_secret_in_any_image(engine: Engine) -> None:
+    """No layer's command and no baked-in environment variable carries a credential (issue 14)."""
+    for pattern in IMAGES.values():
+        image = pattern.format(tag="latest")
+        history = engine("history", "--no-trunc", "--format", "{{.CreatedBy}}", image, timeout=300)
+        assert history.returncode == 0, history.stderr
+        assert not SECRET.search(history.stdout), f"{image}: {SECRET.findall(history.stdout)}"
+        env = engine("image", "inspect", "--format", "{{json .Config.Env}}", image, timeout=300)
+        assert not SECRET.search(env.stdout), f"{image}: {env.stdout}"
+        user = engine("image", "inspect", "--format", "{{.Config.User}}", image, timeout=300).stdout.strip()
+        assert user not in ("", "0", "root", "0:0"), f"{image} runs as root"
+
+
 def test_every_service_is_healthy_non_root_and_read_only(running: Stack) -> None:
     assert set(running.healthy_after_s) == {"postgres", "mlflow", "ray-head", "ray-worker", "api"}
     assert len(running.containers("ray-worker")) == WORKERS
@@ -156,14 +173,16 @@ def test_smoke_study_runs_on_the_worker_containers(running: Stack, token: str) -
     assert used and used <= worker_ips and head_ip not in used, (used, worker_ips, head_ip)
 
 
-def _running_trials(running: Stack, token: str, study_id: str) -> bool:
+def _launched(running: Stack, token: str, study_id: str) -> dict[str, Any] | None:
+    """The study once its driver runs on the cluster (a smoke study then lasts about a minute)."""
     current = detail(running, token, study_id)
-    return current["status"] == "running" and current["trial_counts"].get("running", 0) > 0
+    return current if current["status"] != "queued" else None
 
 
 def test_api_restart_mid_study_loses_and_duplicates_nothing(running: Stack, token: str) -> None:
     study_id = submit(running, token)
-    wait_until(lambda: _running_trials(running, token, study_id), 600, 1.0, "trials running")
+    before = wait_until(lambda: _launched(running, token, study_id), 600, 0.5, "the study launched")
+    assert before["status"] == "running", f"the study ended before the API could be restarted: {before}"
     out = running.engine("restart", "-t", "20", running.container("api"), timeout=300)
     assert out.returncode == 0, out.stderr
     running.wait_healthy("api")
