@@ -1,10 +1,11 @@
 """The images of ``make images``: their sizes, a warm rebuild, and what a source-only edit rebuilds.
 
 Without arguments it only reads the images that are there (cheap): each image's size and layer count, and the
-size of its last layer. With ``--rebuild`` it also times a warm ``docker/build-images.sh`` (everything cached)
-and builds the api image from a copy of the build context in which one source file has one more comment line:
-it reports how long that took and which layers of the result differ from ``mixup-studies/api:latest`` (the goal:
-only the last one, the project's ``/opt/project``). The edited image's tag is removed afterwards.
+size of its last layer. With ``--warm`` it also times a warm ``docker/build-images.sh`` (everything cached);
+with ``--source-edit`` it builds the api image from a copy of the build context in which one source file has one
+more comment line: it reports how long that took and which layers of the result differ from
+``mixup-studies/api:latest`` (the goal: only the last one, the project's ``/opt/project``). The edited image's tag
+is removed afterwards.
 
 Pass the same ``TORCH_INDEX_URL`` (environment) as the cold build, or the torch layer is not a cache hit.
 Prints one JSON line; ``{"skipped": reason}`` where no container engine runs or the images are missing.
@@ -102,7 +103,8 @@ def source_edit(engine: Engine) -> dict[str, Any]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
-    parser.add_argument("--rebuild", action="store_true", help="also time a warm rebuild and a source-only edit")
+    parser.add_argument("--warm", action="store_true", help="also time a warm make images (everything cached)")
+    parser.add_argument("--source-edit", action="store_true", help="also build the api image after a source edit")
     args = parser.parse_args()
     engine, reason = find_engine()
     if engine is None:
@@ -121,8 +123,9 @@ def main() -> None:
             "layers": len(layers(engine, image)),
             "last_layer_mb": last_layer_mb(engine, image),
         }
-    if args.rebuild:
+    if args.warm:
         result["warm_build_s"] = {line["image"]: line["seconds"] for line in build({})}
+    if args.source_edit:
         result["source_edit"] = source_edit(engine)
     print(json.dumps(result))
 
