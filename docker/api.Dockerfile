@@ -16,17 +16,19 @@ ARG PYTHON_IMAGE=python:3.11.11-slim-bookworm
 FROM ${PYTHON_IMAGE} AS builder
 ARG TORCH_VERSION=2.14.1
 ARG TORCHVISION_VERSION=0.29.1
-ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu
+ARG TORCH_INDEX_URL=
 ARG RAY_VERSION=2.60.0
 ARG MLFLOW_VERSION=3.17.2
 ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     VIRTUAL_ENV=/opt/venv \
     PATH=/opt/venv/bin:$PATH
-# 1. torch first, from its own index, so `pip install .` finds it satisfied
-#    and never pulls the CUDA build from PyPI.
+# 1. torch first, from the index TORCH_INDEX_URL names (the CPU wheels keep this
+#    image small), or the default index when it is empty; the next step then finds
+#    torch satisfied. The index is an extra one: torch's own dependencies may live
+#    only on the default index. An empty PIP_EXTRA_INDEX_URL adds nothing.
 RUN python -m venv /opt/venv \
-    && pip install --no-cache-dir --index-url "${TORCH_INDEX_URL}" \
+    && PIP_EXTRA_INDEX_URL="${TORCH_INDEX_URL}" pip install --no-cache-dir \
         "torch==${TORCH_VERSION}" "torchvision==${TORCHVISION_VERSION}"
 
 # 2. The project's dependencies from pyproject.toml alone: this layer is
@@ -37,17 +39,25 @@ RUN python -c "import tomllib; deps = tomllib.load(open('/src/pyproject.toml', '
         "ray[tune,default]==${RAY_VERSION}" "mlflow==${MLFLOW_VERSION}" \
         "torch==${TORCH_VERSION}" "torchvision==${TORCHVISION_VERSION}"
 
-# 3. The source last; --no-deps because everything is already there.
+# The venv finds the project in /opt/project (a .pth file): the project is the
+# image's last layer of its own, not part of the multi-GB venv layer.
+RUN python -c "import pathlib, sysconfig; pathlib.Path(sysconfig.get_paths()['purelib'], 'mixup_studies_project.pth').write_text('/opt/project\n')"
+
+# ---------------------------------------------------------------- project ----
+# 3. The source last, in a stage of its own: a source edit rebuilds only this
+#    stage and the runtime's last layer (/opt/project, a few MB); --no-deps
+#    because everything is already in the venv.
+FROM builder AS project
 COPY README.md /src/README.md
 COPY mixup_core /src/mixup_core
 COPY studies /src/studies
 COPY service /src/service
-RUN pip install --no-cache-dir --no-deps /src
+RUN pip install --no-cache-dir --target /opt/project --no-deps /src
 
 # ---------------------------------------------------------------- runtime ----
 FROM ${PYTHON_IMAGE} AS runtime
 ENV VIRTUAL_ENV=/opt/venv \
-    PATH=/opt/venv/bin:$PATH \
+    PATH=/opt/project/bin:/opt/venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
     MIXUP_STUDIES_HOME=/var/lib/mixup-studies \
@@ -57,6 +67,7 @@ RUN groupadd --system --gid 1000 app \
     && mkdir -p /var/lib/mixup-studies /data \
     && chown app:app /var/lib/mixup-studies /data
 COPY --from=builder /opt/venv /opt/venv
+COPY --from=project /opt/project /opt/project
 USER 1000:1000
 WORKDIR /home/app
 EXPOSE 8000

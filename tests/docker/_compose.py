@@ -135,7 +135,7 @@ def merge(base: Any, override: Any) -> Any:
         out = dict(base)
         for key, value in override.items():
             if key in ("command", "entrypoint", "build"):  # replaced whole (build: args too, simpler and stricter)
-                out[key] = value
+                out[key] = value.value if isinstance(value, Override) else value
             else:
                 merged = merge(base.get(key), value)
                 if merged is None and isinstance(value, Reset):

@@ -28,6 +28,8 @@ from tests.docker._compose import (
     resolved,
 )
 
+COMPOSE_TEST = DOCKER_DIR / "compose.test.yaml"
+
 SERVICES = {"postgres", "minio", "minio-init", "mlflow", "ray-head", "ray-worker", "api"}
 RAY_NODES = ("ray-head", "ray-worker")
 SECRET_KEY = re.compile(r"PASSWORD|SECRET|TOKEN|ACCESS_KEY")
@@ -266,6 +268,38 @@ def test_cpu_override_drops_gpus_and_uses_cpu_torch(cpu_model: dict[str, Any]) -
         assert node["shm_size"]
         assert node["healthcheck"], "the override keeps the base file's healthchecks"
     assert cpu_model["services"]["api"] == resolved(COMPOSE)["services"]["api"]
+
+
+def test_services_run_with_a_read_only_root_filesystem(model: dict[str, Any]) -> None:
+    # MinIO's images are never run here (they cannot be pulled on the build hosts): left as they come.
+    for name in ("postgres", "mlflow", "ray-head", "ray-worker", "api"):
+        service = model["services"][name]
+        assert service.get("read_only") is True, name
+        assert "/tmp" in service["tmpfs"], f"{name}: /tmp must stay writable"
+    assert "/var/run/postgresql" in model["services"]["postgres"]["tmpfs"], "the server's socket dir"
+
+
+@pytest.fixture(scope="module")
+def test_model() -> dict[str, Any]:
+    env = read_env_file(ENV_EXAMPLE) | {"SHARED_STORE_DIR": "/var/tmp/shared"}
+    return resolved(COMPOSE, COMPOSE_CPU, COMPOSE_TEST, env=env)
+
+
+def test_test_override_replaces_object_storage_by_a_shared_volume(test_model: dict[str, Any]) -> None:
+    services = test_model["services"]
+    # MinIO stays in compose.yaml for users, behind a profile the test never enables.
+    assert services["minio"]["profiles"] == services["minio-init"]["profiles"] == ["s3"]
+    assert not any("minio" in str(s.get("depends_on", {})) for n, s in services.items() if not n.startswith("minio"))
+    assert "--artifacts-destination=/shared/mlflow-artifacts" in services["mlflow"]["command"]
+    for name in ("mlflow", *RAY_NODES, "api"):
+        assert "shared-store:/shared" in services[name]["volumes"], name
+    for name in (*RAY_NODES, "api"):
+        assert env_of(services[name])["MIXUP_STUDIES_RESULTS_URI"] == "/shared/ray-results", name
+    assert services["postgres"]["image"].startswith("mixup-studies/postgres:15-"), "the local stand-in"
+    store = test_model["volumes"]["shared-store"]["driver_opts"]
+    assert (store["type"], store["o"], store["device"]) == ("none", "bind", "/var/tmp/shared")
+    with pytest.raises(MissingVariable, match="SHARED_STORE_DIR"):
+        resolved(COMPOSE, COMPOSE_CPU, COMPOSE_TEST)
 
 
 def _docker_compose() -> list[str] | None:
