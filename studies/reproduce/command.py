@@ -34,6 +34,10 @@ def reproduce(
     list_only: Annotated[bool, typer.Option("--list", help="List the experiments and their claims.")] = False,
     results: Annotated[Path, typer.Option(help="The JSON-lines file each run appends to.")] = DEFAULT_RESULTS,
     doc: Annotated[Path, typer.Option(help="The document --render writes.")] = DEFAULT_DOC,
+    rejudge_id: Annotated[
+        str | None,
+        typer.Option("--rejudge", help="Judge this already-run study of the one experiment named again (no run)."),
+    ] = None,
     home: Annotated[
         Path | None,
         typer.Option(help="Where the studies' MLflow store and Ray results go (default: MIXUP_STUDIES_HOME)."),
@@ -61,6 +65,18 @@ def reproduce(
     # the trials then got a fraction of a core and the wall time in the line measured the neighbours. The suite's
     # trials run at the driver's priority unless RAY_worker_niceness says otherwise.
     os.environ.setdefault(RAY_WORKER_NICENESS, "0")
+    if rejudge_id is not None:
+        if len(chosen) != 1 or not names:
+            err.print("--rejudge needs exactly one experiment name: the one the study ran", markup=False)
+            raise typer.Exit(EXIT_INVALID)
+        from studies.reproduce.runner import rejudge
+
+        try:
+            rejudge(chosen[0], rejudge_id, settings=_settings(home), results=results, echo=typer.echo)
+        except ValueError as error:
+            err.print(str(error), markup=False)
+            raise typer.Exit(EXIT_INVALID) from None
+        chosen = []
     failed = 0
     for experiment in chosen:
         line = run_experiment(experiment, quick=quick, settings=_settings(home), results=results, echo=typer.echo)

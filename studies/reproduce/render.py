@@ -86,6 +86,29 @@ def _run_line(line: Mapping[str, Any]) -> str:
     )
 
 
+_ROW_COLUMNS = {
+    "train_error": "training error (last epoch, λ-weighted)",
+    "best_test_error": "best test error",
+    "test_error": "last-epoch test error",
+    "test_ece": "ECE (last epoch)",
+    "fgsm_test_error": "FGSM error (last epoch)",
+}
+
+
+def _rows_table(rows: Sequence[Mapping[str, Any]]) -> list[str]:
+    """Every row's means over seeds: the context the claims stand in."""
+    shown = [k for k in _ROW_COLUMNS if any(k in r for r in rows)]
+    if not rows or not shown:
+        return []
+    several = len({r.get("weight_decay") for r in rows}) > 1
+    head = ["row", *(["weight decay"] if several else []), "n", *(_ROW_COLUMNS[k] for k in shown)]
+    out = ["", "Every row, mean over seeds (%):", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in rows:
+        cells = [str(r["row"]), *([f"{r.get('weight_decay'):g}"] if several else []), str(r.get("n"))]
+        out.append("| " + " | ".join(cells + [_num(r.get(k)) for k in shown]) + " |")
+    return out
+
+
 def render_experiment(line: Mapping[str, Any], experiment: Experiment | None) -> str:
     """One experiment's section: heading, run line, claims table, sources, prose."""
     parts = [f"### {line['title']} (`{line['experiment']}`)", "", _run_line(line), ""]
@@ -95,6 +118,7 @@ def render_experiment(line: Mapping[str, Any], experiment: Experiment | None) ->
         "|---|---|---|---|---|---|---|",
     ]
     parts += [_claim_row(c) for c in line.get("claims", [])]
+    parts += _rows_table(line.get("rows", []))
     sources = sorted({c["source"] for c in line.get("claims", []) if c.get("source")})
     if sources:
         parts += ["", "Paper's numbers and directions: " + "; ".join(sources) + "."]

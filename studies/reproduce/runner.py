@@ -11,20 +11,22 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from studies.data_location import place_data_dir
-from studies.reproduce.claims import NO_DATA, judge
+from studies.records import TrialRecord, settled
+from studies.reproduce.claims import NO_DATA, judge, report_for
 from studies.reproduce.experiments import DEFAULT_RESULTS, Experiment
 from studies.reproduce.machine import load_average, machine
 from studies.settings import StudySettings
+from studies.spec import StudySpec
 
 USER = "reproduce"
 
 
-def _summary(spec: Any) -> dict[str, Any]:
+def _summary(spec: StudySpec) -> dict[str, Any]:
     """The settings a reader needs to weigh the numbers (the whole spec is in MLflow under the study id)."""
     return {
         "dataset": spec.dataset.name,
@@ -44,6 +46,51 @@ def _summary(spec: Any) -> dict[str, Any]:
         "seed_data": spec.search.seed_data,
         "metric": spec.metric,
     }
+
+
+#: Per-row means the line records beside the claims: what a reader needs to see why a claim came out as it
+#: did (a training error above the share of wrong labels, for one, says the model did not memorise them).
+ROW_METRICS = ("train_error", "best_test_error", "test_error", "test_ece", "fgsm_test_error")
+
+
+def row_means(spec: StudySpec, trials: Sequence[TrialRecord]) -> list[dict[str, Any]]:
+    """Each factor-table row and column: the mean over finished trials of every metric in :data:`ROW_METRICS`
+    the trials have, and n."""
+    rows: dict[tuple[str, float], dict[str, Any]] = {}
+    for metric in ROW_METRICS:
+        table = report_for(spec, trials, metric).factor_table
+        for row in table.rows if table is not None else []:
+            for column, cell in zip(table.columns, row.cells, strict=True):
+                entry = rows.setdefault(
+                    (row.label, column.weight_decay),
+                    {"row": row.label, "factors": row.factors, "weight_decay": column.weight_decay, "n": cell.n},
+                )
+                if cell.mean is not None:
+                    entry[metric] = cell.mean
+    return list(rows.values())
+
+
+def _judge_all(experiment: Experiment, spec: StudySpec, trials: Sequence[TrialRecord], status: str) -> list[Any]:
+    claims: list[dict[str, Any]] = []
+    for claim in experiment.claims:
+        try:
+            claims.append(judge(spec, trials, claim).as_json())
+        except ValueError as error:  # a failed study has no row to compare: say so rather than lose the line
+            if status == "succeeded":
+                raise
+            claims.append({"label": claim.title, "metric": claim.metric, "verdict": NO_DATA, "error": str(error)})
+    return claims
+
+
+def _record(line: dict[str, Any], results: Path | None, echo: Callable[[str], None] | None) -> dict[str, Any]:
+    text = json.dumps(line, sort_keys=False)
+    if results is not None:
+        results.parent.mkdir(parents=True, exist_ok=True)
+        with results.open("a", encoding="utf-8") as file:
+            file.write(text + "\n")
+    if echo is not None:
+        echo(text)
+    return line
 
 
 def run_experiment(
@@ -73,14 +120,6 @@ def run_experiment(
     load_before, started = load_average(), time.monotonic()
     outcome = run_study(spec, settings=settings, user=USER)
     wall = time.monotonic() - started
-    claims: list[dict[str, Any]] = []
-    for claim in experiment.claims:
-        try:
-            claims.append(judge(spec, outcome.trials, claim).as_json())
-        except ValueError as error:  # a failed study has no row to compare: say so rather than lose the line
-            if outcome.status == "succeeded":
-                raise
-            claims.append({"label": claim.title, "metric": claim.metric, "verdict": NO_DATA, "error": str(error)})
     line = {
         "experiment": experiment.name,
         "title": experiment.title,
@@ -94,13 +133,48 @@ def run_experiment(
         "trials": outcome.report.counts,
         "tracking_uri": settings.resolved_tracking_uri,
         "settings": _summary(spec),
-        "claims": claims,
+        "claims": _judge_all(experiment, spec, outcome.trials, outcome.status),
+        "rows": row_means(spec, outcome.trials),
     }
-    text = json.dumps(line, sort_keys=False)
-    if results is not None:
-        results.parent.mkdir(parents=True, exist_ok=True)
-        with results.open("a", encoding="utf-8") as file:
-            file.write(text + "\n")
-    if echo is not None:
-        echo(text)
-    return line
+    return _record(line, results, echo)
+
+
+def rejudge(
+    experiment: Experiment,
+    study_id: str,
+    *,
+    settings: StudySettings | None = None,
+    results: Path = DEFAULT_RESULTS,
+    echo: Callable[[str], None] | None = print,
+) -> dict[str, Any]:
+    """Judge a study already run again (its trials read back from MLflow), with the experiment's claims as they
+    are now, and append the updated line: the run's own facts (date, machine, load, wall time) come from its
+    line in ``results``; ``rejudged`` says when.
+
+    Raises:
+        ValueError: ``results`` has no line of that study, or MLflow no such study.
+    """
+    from studies.progress import read_progress
+
+    settings = settings or StudySettings()
+    ran = [x for x in _lines(results) if x.get("study_id") == study_id and x.get("experiment") == experiment.name]
+    if not ran:
+        raise ValueError(f"{results} has no line of study {study_id!r} of experiment {experiment.name!r}")
+    progress = read_progress(ran[-1].get("tracking_uri") or settings.resolved_tracking_uri, study_id)
+    if progress is None or progress.spec is None:
+        raise ValueError(f"no study {study_id!r} (with its spec) in MLflow at {settings.resolved_tracking_uri}")
+    spec, trials = progress.spec, settled(progress.trials)
+    status = str(ran[-1]["status"])
+    line = {
+        **ran[-1],
+        "rejudged": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "claims": _judge_all(experiment, spec, trials, status),
+        "rows": row_means(spec, trials),
+    }
+    return _record(line, results, echo)
+
+
+def _lines(path: Path) -> list[dict[str, Any]]:
+    if not path.exists():
+        return []
+    return [json.loads(x) for x in path.read_text(encoding="utf-8").splitlines() if x.strip()]

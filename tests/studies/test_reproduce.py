@@ -196,6 +196,10 @@ def line(name: str, when: str, difference: float, quick: bool = False) -> dict[s
         "status": "succeeded",
         "settings": {"model": "lenet_fc", "train_subset": 4000, "epochs": 24, "seeds": [0, 1, 2], "seed_data": True},
         "claims": [claim],
+        "rows": [
+            {"row": "alpha=0", "factors": {"alpha": 0.0}, "weight_decay": 1e-4, "n": 3, "train_error": 40.6},
+            {"row": "alpha=1", "factors": {"alpha": 1.0}, "weight_decay": 1e-4, "n": 3, "train_error": 54.25},
+        ],
     }
 
 
@@ -216,6 +220,8 @@ def test_rendering_takes_each_experiments_latest_full_run_and_keeps_hand_written
     for left_out in ("2026-01-01", "2026-01-03", "2026-01-04"):  # an older, a quick and a cancelled run
         assert left_out not in block
     assert "Test CPU (2 cores, torch 2.x)" in block and "wall time 10.0 min" in block
+    assert "| row | n | training error (last epoch, λ-weighted) |" in block  # only the metrics the rows have
+    assert "| alpha=0 | 3 | 40.60 |" in block and "| alpha=1 | 3 | 54.25 |" in block
 
     doc = tmp_path / "REPRODUCTION.md"
     write_document(doc, block)

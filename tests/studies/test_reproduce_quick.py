@@ -13,6 +13,7 @@ from mlflow.tracking import MlflowClient
 
 from studies.progress import read_progress
 from studies.reproduce import get, run_experiment
+from studies.reproduce.runner import rejudge
 from studies.settings import StudySettings
 
 pytestmark = pytest.mark.slow
@@ -55,6 +56,21 @@ def test_the_label_noise_experiment_runs_quick_and_records_its_claims(
         assert (claim["n"], claim["paired"]) == (2, True)
         holds_zero = claim["ci_low"] <= 0 <= claim["ci_high"]
         assert (claim["verdict"] == "not resolved (CI includes 0)") == holds_zero, claim
+    # Every row's means over the seeds, from the same records.
+    rows = {r["factors"]["alpha"]: r for r in line["rows"]}
+    assert sorted(rows) == [0.0, 1.0, 8.0, 32.0]
+    for alpha, row in rows.items():
+        for metric in ("train_error", "best_test_error", "test_error", "test_ece", "fgsm_test_error"):
+            assert row[metric] == pytest.approx(statistics.fmean(values[metric, alpha, s] for s in (0, 1))), row
+
+    # Judged again from MLflow (no run): the same claims and rows, the run's own facts kept, a new line.
+    again = rejudge(experiment, line["study_id"], settings=settings, results=results, echo=None)
+    assert again["claims"] == line["claims"] and again["rows"] == line["rows"]
+    assert again["wall_s"] == line["wall_s"] and again["date"] == line["date"] and "rejudged" in again
+    assert [json.loads(x) for x in results.read_text().splitlines()] == [line, again]
+    with pytest.raises(ValueError, match="has no line of study 'nope'"):
+        rejudge(experiment, "nope", settings=settings, results=results, echo=None)
+
     # FGSM only after the last epoch; ECE every epoch.
     client = MlflowClient(settings.resolved_tracking_uri)
     run = next(t.run_id for t in progress.trials)
