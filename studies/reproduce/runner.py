@@ -59,7 +59,9 @@ def row_means(spec: StudySpec, trials: Sequence[TrialRecord]) -> list[dict[str, 
     rows: dict[tuple[str, float], dict[str, Any]] = {}
     for metric in ROW_METRICS:
         table = report_for(spec, trials, metric).factor_table
-        for row in table.rows if table is not None else []:
+        if table is None:
+            continue
+        for row in table.rows:
             for column, cell in zip(table.columns, row.cells, strict=True):
                 entry = rows.setdefault(
                     (row.label, column.weight_decay),
