@@ -28,8 +28,8 @@ above 0; their λ-weighted training error of ~63 % says they were still underfit
 interval uses t(0.975, 1) = 12.7, so only a large and consistent difference excludes 0. The memorising
 regime needs more steps: in a pilot of the same setting with 24 epochs (seed 0, `repro_label_noise.yaml`'s
 header) ERM's training error fell to 15 % after the first lr step and its last-epoch test error rose to
-27.1 %, while α = 8 stayed at 17.6 %: the paper's direction, by 9.5 points; the 24-epoch experiment below (ERM vs α = 8, 2 seeds) shows it
-through the suite.
+27.1 %, while α = 8 stayed at 17.6 %: the paper's direction, by 9.5 points; the 24-epoch experiment below
+(ERM vs α = 8, 2 seeds) shows it through the suite.
 
 FGSM (ε = 0.1, after the last epoch): mixup's error under attack is 11-12 points below ERM's at every α and
 lower in each seed (α = 1: 55.8 / 57.6 vs ERM 70.4 / 66.4), the paper's direction, but with 2 seeds no
