@@ -9,7 +9,11 @@ labels and its test error grows, mixup does not. On 40 % noisy Fashion-MNIST a
 plain PyTorch loop gave ERM 17.3 % vs mixup (α = 1) 13.4 % test error with a
 network of this shape (2 conv layers, a 256-unit FC layer, ~0.8 M parameters),
 where the layout of :class:`~mixup_core.models.small_cnn.SmallCNN` (~100 k
-parameters, global pooling) showed the reverse (issue 12).
+parameters, global pooling) showed the reverse (issue 12). On the real
+Fashion-MNIST here (4,000 images, 40 % noise) this network memorised the noise in 24
+epochs (ERM training error 15 %, last-epoch test error 27.1 % vs 17.6 % for α = 8) but
+not in 12 (training error ~41 %, ERM ahead): it needs enough SGD steps
+(docs/REPRODUCTION.md).
 """
 
 from __future__ import annotations
