@@ -218,8 +218,12 @@ class Trainer:
 
     # -- evaluation -------------------------------------------------------------
 
-    def evaluate(self) -> dict[str, float]:
-        """Test (and validation) metrics of the current model."""
+    def evaluate(self, last_epoch: bool = True) -> dict[str, float]:
+        """Test (and validation) metrics of the current model.
+
+        Args:
+            last_epoch: whether this is the run's last evaluation (``fgsm_last_epoch_only`` measures FGSM then).
+        """
         ev = self.config.evaluation
         data = self.data
         test = evaluate(
@@ -238,7 +242,7 @@ class Trainer:
                 memory_format=self.memory_format,
             )
             out[M.VAL_ERROR], out[M.VAL_LOSS] = val.error, val.loss
-        if ev.fgsm_epsilon is not None:
+        if ev.fgsm_epsilon is not None and (last_epoch or not ev.fgsm_last_epoch_only):
             scale = PixelScale(data.mean, data.std) if data.mean is not None and data.std is not None else None
             out[M.FGSM_TEST_ERROR] = fgsm_error(
                 self.forward,
@@ -262,7 +266,7 @@ class Trainer:
         window = self.config.evaluation.median_window
         while self.epoch < self.config.training.epochs:
             metrics = self.train_epoch()
-            metrics.update(self.evaluate())
+            metrics.update(self.evaluate(last_epoch=self.epoch + 1 == self.config.training.epochs))
             self.epoch += 1
             metrics[M.EPOCH] = float(self.epoch)
             errors = [h[M.TEST_ERROR] for h in self.history] + [metrics[M.TEST_ERROR]]

@@ -24,6 +24,7 @@ from studies.data_location import place_data_dir
 from studies.errors import InvalidStudySpec, StudyNotFound
 from studies.live import ProgressView
 from studies.records import settled
+from studies.reproduce.command import reproduce as reproduce_command
 from studies.settings import StudySettings
 from studies.space import trial_count
 from studies.spec import StudySpec
@@ -189,6 +190,10 @@ def report(
         out.print(Markdown(text))
     else:
         typer.echo(text)
+
+
+# The reproduction suite's command (its own module: it runs many studies and writes docs/REPRODUCTION.md).
+app.command("reproduce")(reproduce_command)
 
 
 def main() -> None:

@@ -121,6 +121,21 @@ def test_calibration_and_fgsm_metrics() -> None:
     assert final[metrics.FGSM_TEST_ERROR] > final[metrics.TEST_ERROR] + 1.0
 
 
+def test_fgsm_last_epoch_only_measures_the_final_model_once() -> None:
+    every = synthetic_config(**{"training.epochs": 3}).model_copy(
+        update={"evaluation": EvalConfig(ece=True, fgsm_epsilon=0.5)}
+    )
+    last = every.model_copy(update={"evaluation": EvalConfig(ece=True, fgsm_epsilon=0.5, fgsm_last_epoch_only=True)})
+    full, once = Trainer(every).fit().history, Trainer(last).fit().history
+    assert [metrics.FGSM_TEST_ERROR in h for h in once] == [False, False, True]
+    # The attack draws nothing at random: the last epoch's value is the every-epoch run's, and skipping it
+    # earlier changes no other metric.
+    assert once[-1][metrics.FGSM_TEST_ERROR] == full[-1][metrics.FGSM_TEST_ERROR]
+    trimmed = [{k: v for k, v in h.items() if k != metrics.FGSM_TEST_ERROR} for h in full]
+    assert without_timing(once[:-1]) == without_timing(trimmed[:-1])
+    assert without_timing(once)[-1] == without_timing(full)[-1]
+
+
 @pytest.mark.parametrize("model", ["small_cnn", "preact_resnet18"])
 def test_image_models_mix_at_every_named_point(model: str) -> None:
     from mixup_core import mix_points
