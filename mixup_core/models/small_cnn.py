@@ -20,7 +20,9 @@ images, 20 epochs) ERM reached 15.2 % test error and mixup α = 1 16.5 %, α = 8
 same layout agrees: ERM 14.4, α = 1 15.6). Use ``lenet_fc`` (two conv layers and
 a 256-unit fully connected layer, 0.82 M parameters), whose shape memorises the
 noise and showed mixup ahead (ERM 17.3 vs α = 1 13.4 in the same plain loop), or a
-narrow ``preact_resnet18`` (``ModelConfig.width``).
+narrow ``preact_resnet18`` (``ModelConfig.width``): the bundled ``repro_label_noise``
+preset (``mixup-studies reproduce table2-label-noise``, docs/REPRODUCTION.md) is the
+CPU study that shows mixup's effect.
 """
 
 from __future__ import annotations

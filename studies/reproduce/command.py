@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated
 
@@ -9,6 +10,7 @@ import typer
 from rich.console import Console
 
 from studies.reproduce.experiments import DEFAULT_DOC, DEFAULT_RESULTS
+from studies.reproduce.machine import RAY_WORKER_NICENESS
 from studies.settings import StudySettings
 
 err = Console(stderr=True)
@@ -55,6 +57,10 @@ def reproduce(
     except KeyError as error:
         err.print(error.args[0], markup=False)
         raise typer.Exit(EXIT_INVALID) from None
+    # Ray starts its workers at niceness 15 by default: on a machine shared with other work at normal priority
+    # the trials then got a fraction of a core and the wall time in the line measured the neighbours. The suite's
+    # trials run at the driver's priority unless RAY_worker_niceness says otherwise.
+    os.environ.setdefault(RAY_WORKER_NICENESS, "0")
     failed = 0
     for experiment in chosen:
         line = run_experiment(experiment, quick=quick, settings=_settings(home), results=results, echo=typer.echo)

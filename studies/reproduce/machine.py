@@ -7,6 +7,9 @@ import os
 import platform
 from typing import Any
 
+#: Ray's variable for its workers' niceness (its own spelling; Ray's default is 15).
+RAY_WORKER_NICENESS = "RAY_worker_niceness"
+
 
 def cpu_model() -> str:
     """The CPU's model name (from /proc/cpuinfo where there is one)."""
@@ -36,4 +39,5 @@ def machine() -> dict[str, Any]:
         "python": platform.python_version(),
         "torch": torch.__version__,
         "cuda": torch.cuda.is_available(),
+        "ray_worker_niceness": os.environ.get(RAY_WORKER_NICENESS, "Ray's default (15)"),
     }

@@ -42,10 +42,11 @@ def read_lines(path: Path) -> list[dict[str, Any]]:
 
 
 def latest(lines: Iterable[Mapping[str, Any]], include_quick: bool = False) -> dict[str, Mapping[str, Any]]:
-    """The last line of each experiment, full runs only unless ``include_quick``."""
+    """The last line of each experiment, full runs only unless ``include_quick``; a cancelled run (stopped
+    before its end: its claims stand on the trials that happened to finish) never replaces a whole one."""
     chosen: dict[str, Mapping[str, Any]] = {}
     for line in lines:
-        if include_quick or not line.get("quick"):
+        if (include_quick or not line.get("quick")) and line.get("status") != "cancelled":
             chosen[str(line["experiment"])] = line
     return chosen
 

@@ -204,6 +204,7 @@ def test_rendering_takes_each_experiments_latest_full_run_and_keeps_hand_written
         line("table2-label-noise", "2026-01-01T00:00:00Z", 1.0),
         line("table2-label-noise", "2026-01-02T00:00:00Z", -3.86),
         line("table2-label-noise", "2026-01-03T00:00:00Z", 9.0, quick=True),
+        {**line("table2-label-noise", "2026-01-04T00:00:00Z", 7.0), "status": "cancelled"},
         line("elsewhere", "2026-01-02T00:00:00Z", 2.0),
     ]
     block = render(lines, experiments())
@@ -212,7 +213,8 @@ def test_rendering_takes_each_experiments_latest_full_run_and_keeps_hand_written
     assert "| α=1 · best error | lower | 18.8 → – | 17.27 → 13.41 | −3.86 [−4.36, −3.36] | 3 paired | yes |" in block
     opposite = "| α=1 · best error | lower | 18.8 → – | 17.27 → 19.27 | +2.00 [+1.50, +2.50] | 3 paired |"
     assert opposite + " **no: the opposite** |" in block
-    assert "2026-01-01" not in block and "2026-01-03" not in block  # older and quick lines left out
+    for left_out in ("2026-01-01", "2026-01-03", "2026-01-04"):  # an older, a quick and a cancelled run
+        assert left_out not in block
     assert "Test CPU (2 cores, torch 2.x)" in block and "wall time 10.0 min" in block
 
     doc = tmp_path / "REPRODUCTION.md"
