@@ -10,7 +10,7 @@ rows (higher layers regularise less, KNN worse than RP) are read off the same ro
 
 from __future__ import annotations
 
-from studies.reproduce.experiments import Claim, Experiment
+from studies.reproduce.experiments import Claim, Direction, Experiment
 
 _TABLE5 = "Zhang et al. 2018, Table 5 (CIFAR-10, PreAct ResNet-18, 200 epochs, median of the last 10 epochs)"
 WEIGHT_DECAYS = (1e-4, 5e-4)
@@ -35,7 +35,7 @@ def _claims() -> tuple[Claim, ...]:
                 continue
             row = numbers[column]
             # The paper's own direction for this row and column: several rows are above ERM at wd 5e-4.
-            direction = "lower" if row < erm else "higher"
+            direction: Direction = "lower" if row < erm else "higher"
             label = f"{variant} · wd {wd:g}"
             claims.append(Claim({"variant": variant}, "median_test_error", direction, erm, row, _TABLE5, wd, label))
     return tuple(claims)
