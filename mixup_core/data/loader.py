@@ -174,7 +174,7 @@ def _build(config: DataConfig, device: torch.device) -> LoadedDataset:
         pad_fill = -m / s  # (C,) a black pixel, normalised
     else:
         tensors = {k: torch.from_numpy(np.ascontiguousarray(v, dtype=np.float32)).to(device) for k, v in parts.items()}
-        if config.name.startswith("uci:"):
+        if config.name.startswith("uci:") and config.standardize:
             # Statistics of the final training split only: no leakage from validation or test.
             mu = tensors["train"].mean(dim=0)  # (D,)
             sigma = tensors["train"].std(dim=0)

@@ -3,7 +3,8 @@
 The paper's UCI experiments use a held-out test set; scikit-learn ships each
 dataset whole, so it is split 80/20, stratified, seeded by ``split_seed``.
 Features stay raw here; the loader standardises them with the training split's
-statistics once the training split is final.
+statistics once the training split is final (unless ``DataConfig.standardize``
+is False: the paper does not say it scaled them).
 """
 
 from __future__ import annotations

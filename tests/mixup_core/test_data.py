@@ -284,6 +284,29 @@ def test_uci_split_reproducible_and_seeded() -> None:
     assert not torch.equal(a.test_y, c.test_y) or not torch.equal(a.test_x, c.test_x)
 
 
+def test_uci_standardize_false_keeps_raw_features() -> None:
+    # Iris as scikit-learn ships it: petal length runs 1.0-6.9 cm. Same split either way.
+    from sklearn.datasets import load_iris
+
+    raw = load_dataset(DataConfig(name="uci:iris", split_seed=4, standardize=False))
+    std = load_dataset(DataConfig(name="uci:iris", split_seed=4))
+    x, _ = load_iris(return_X_y=True)
+    assert torch.equal(raw.train_y, std.train_y)
+    assert torch.equal(raw.test_y, std.test_y)
+    assert float(raw.train_x[:, 2].min()) >= 1.0 - 1e-6
+    assert float(raw.train_x[:, 2].max()) <= 6.9 + 1e-6
+    # every raw row is a row of the file, unchanged; the standardised rows are its affine image
+    file_rows = {tuple(np.round(r, 4)) for r in x.astype(np.float32)}
+    assert all(tuple(np.round(r, 4)) in file_rows for r in raw.test_x.numpy())
+    mu, sigma = raw.train_x.mean(dim=0), raw.train_x.std(dim=0)
+    assert torch.allclose((raw.test_x - mu) / sigma, std.test_x, atol=1e-5)
+
+
+def test_standardize_false_only_for_uci() -> None:
+    with pytest.raises(ValueError, match=r"standardize=False is for uci:\* datasets only, got name='synthetic'"):
+        DataConfig(name="synthetic", standardize=False)
+
+
 # --- carving: pure functions ---------------------------------------------------------------
 
 
