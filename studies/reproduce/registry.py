@@ -16,7 +16,8 @@ from studies.reproduce.experiments import Experiment
 
 @cache
 def experiments() -> tuple[Experiment, ...]:
-    """Every experiment, by module name then in each module's order (names are unique)."""
+    """Every experiment, by table (the name's first part: ``table2-…`` before ``table4-…``) then in each
+    module's order (names are unique)."""
     import studies.reproduce as package
 
     found: list[Experiment] = []
@@ -26,6 +27,7 @@ def experiments() -> tuple[Experiment, ...]:
         listed = getattr(importlib.import_module(f"{package.__name__}.{module.name}"), "EXPERIMENTS", None)
         if listed is not None:
             found.extend(listed)
+    found.sort(key=lambda e: e.name.split("-")[0])  # stable: a module's own order stays within a table
     names = [e.name for e in found]
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:

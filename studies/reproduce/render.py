@@ -55,12 +55,17 @@ def _num(value: Any, digits: int = 2) -> str:
     return "–" if value is None else f"{value:.{digits}f}".replace("-", "−")
 
 
+def _paper(value: Any) -> str:
+    """A paper's number as the paper prints it (5.53 stays 5.53, 21.3 stays 21.3)."""
+    return "–" if value is None else f"{value:g}".replace("-", "−")
+
+
 def _signed(value: Any) -> str:
     return "–" if value is None else f"{value:+.2f}".replace("-", "−")
 
 
 def _claim_row(claim: Mapping[str, Any]) -> str:
-    paper = f"{_num(claim.get('paper_baseline'), 1)} → {_num(claim.get('paper_row'), 1)}"
+    paper = f"{_paper(claim.get('paper_baseline'))} → {_paper(claim.get('paper_row'))}"
     ours = f"{_num(claim.get('ours_baseline'))} → {_num(claim.get('ours_row'))}"
     diff = _signed(claim.get("difference"))
     if claim.get("ci_low") is not None:
