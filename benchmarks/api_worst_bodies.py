@@ -31,7 +31,7 @@ sys.path.insert(0, str(REPO))
 
 from api_load import TOKEN, cpu_seconds, figures, hammer  # noqa: E402
 
-from tests.support.processes import free_port, start_process, stop_process, wait_for_http  # noqa: E402
+from tests.support.processes import free_port, kill_processes_mentioning, start_process, stop_process, wait_for_http  # noqa: E402
 
 LIMIT = 1_000_000  # MIXUP_STUDIES_MAX_BODY_BYTES's default
 BASE: dict[str, Any] = {
@@ -189,6 +189,7 @@ def main() -> None:
         cpu = cpu_seconds(server.pid) - cpu_before
     finally:
         stop_process(server, grace_s=15)
+        kill_processes_mentioning(str(home))  # the stand-in drivers (sleep=3600) outlive the service by design
     kinds = summary(out)
     errors_5xx = sum(n for k in kinds.values() for code, n in k["statuses"].items() if int(code) >= 500)
     errors_5xx += sum(n for code, n in health["statuses"].items() if int(code) >= 500)

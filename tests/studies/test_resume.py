@@ -21,7 +21,7 @@ import yaml
 from mlflow.tracking import MlflowClient
 
 from studies.progress import read_progress
-from tests.support.processes import Proc, start_process, stop_process, wait_until
+from tests.support.processes import Proc, kill_processes_mentioning, start_process, stop_process, wait_until
 
 pytestmark = pytest.mark.slow
 TRIALS = 6
@@ -40,20 +40,6 @@ SPEC = {
     },
     "max_concurrent_trials": 2,
 }
-
-
-def kill_leftovers(marker: str) -> None:
-    """SIGKILL processes of the driver's own Ray (found by its unique temp dir) that outlived it."""
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            cmdline = (entry / "cmdline").read_bytes().decode(errors="replace")
-        except OSError:
-            continue
-        if marker in cmdline and int(entry.name) != os.getpid():
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(int(entry.name), signal.SIGKILL)
 
 
 def test_killed_and_stopped_drivers_resume_to_exactly_the_requested_trials(tmp_path: Path) -> None:
@@ -83,7 +69,7 @@ def test_killed_and_stopped_drivers_resume_to_exactly_the_requested_trials(tmp_p
         wait_until(lambda: finished() >= 2 or not driver.alive(), 600, 1.0, "two finished trials")
         assert driver.alive(), driver.log_text()
         stop_process(driver, grace_s=0, sig=signal.SIGKILL)
-        kill_leftovers(ray_temp)
+        kill_processes_mentioning(ray_temp)
 
         # 2. Resume; stop it gracefully (SIGTERM, as `ray job stop` / docker do) after one more trial.
         done_before = finished()
@@ -112,7 +98,7 @@ def test_killed_and_stopped_drivers_resume_to_exactly_the_requested_trials(tmp_p
         wait_until(lambda: not driver.alive(), 900, 1.0, "the resumed study to end")
         assert driver.popen.returncode == 0, driver.log_text()
     finally:
-        kill_leftovers(ray_temp)
+        kill_processes_mentioning(ray_temp)
 
     progress = read_progress(uri, STUDY_ID)
     assert progress is not None

@@ -179,6 +179,27 @@ def child_processes(pid: int) -> list[tuple[int, str]]:
     return found
 
 
+def kill_processes_mentioning(marker: str) -> list[int]:
+    """SIGKILL every process whose command line holds ``marker`` (a unique temp dir of ours), returning their PIDs.
+
+    For what a test or benchmark started indirectly and that outlives it by design: a driver the service
+    launched in its own session (drivers survive the service), or a Ray started by a killed driver.
+    """
+    killed = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().decode(errors="replace")
+        except OSError:
+            continue
+        if marker in cmdline:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(int(entry.name), signal.SIGKILL)
+                killed.append(int(entry.name))
+    return killed
+
+
 def cpu_seconds(pid: int) -> float:
     """User + system CPU time of one process so far (Linux)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
