@@ -10,7 +10,7 @@ rows (higher layers regularise less, KNN worse than RP) are read off the same ro
 
 from __future__ import annotations
 
-from studies.reproduce.experiments import Claim, Direction, Experiment
+from studies.reproduce.experiments import FASHION_MNIST_STAND_IN, Claim, Direction, Experiment
 
 _TABLE5 = "Zhang et al. 2018, Table 5 (CIFAR-10, PreAct ResNet-18, 200 epochs, median of the last 10 epochs)"
 WEIGHT_DECAYS = (1e-4, 5e-4)
@@ -46,13 +46,8 @@ ABLATION = Experiment(
     title="Table 5 at CPU scale: where to mix, AC/SC, RP/KNN, two weight decays (Fashion-MNIST, MLP)",
     preset="repro_ablation",
     claims=_claims(),
-    # A tiny synthetic stand-in of the same shape (28×28 grey, 10 classes) for the test suite: the same
-    # variants, columns and claims in seconds; it checks the machinery, not the paper.
     quick={
-        "dataset": {
-            "name": "synthetic",
-            "synthetic": {"num_train": 128, "num_test": 64, "num_classes": 10, "shape": [1, 28, 28]},
-        },
+        "dataset": FASHION_MNIST_STAND_IN,
         "training.epochs": 2,
         "training.batch_size": 32,
         "evaluation.median_window": 2,

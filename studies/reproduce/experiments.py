@@ -25,6 +25,12 @@ QUICK_SUFFIX = "-quick"
 #: Where the suite's JSON lines go by default, and the document rendered from them.
 DEFAULT_RESULTS = Path("docs/reproduction.jsonl")
 DEFAULT_DOC = Path("docs/REPRODUCTION.md")
+#: The quick mode's stand-in for Fashion-MNIST: synthetic data of the same shape (28×28 grey, 10 classes),
+#: so an experiment's study, rows and claims run in seconds; it checks the machinery, not the paper.
+FASHION_MNIST_STAND_IN: dict[str, Any] = {
+    "name": "synthetic",
+    "synthetic": {"num_train": 128, "num_test": 64, "num_classes": 10, "shape": [1, 28, 28]},
+}
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,7 @@ and there ERM wins: issue 12). The preset's header has the setting, the pilots a
 
 from __future__ import annotations
 
-from studies.reproduce.experiments import Claim, Experiment
+from studies.reproduce.experiments import FASHION_MNIST_STAND_IN, Claim, Experiment
 
 _TABLE2 = "Zhang et al. 2018, Table 2 (CIFAR-10, PreAct ResNet-18, 50 % noise: the nearest level to our 40 %)"
 _ECE = (
@@ -64,15 +64,8 @@ LABEL_NOISE = Experiment(
     title="Table 2: 40 % label noise on Fashion-MNIST (lenet_fc), with calibration and FGSM",
     preset="repro_label_noise",
     claims=_claims(),
-    # A tiny synthetic stand-in of the same shape (28×28 grey, 10 classes) for the test suite: the same
-    # study, rows and claims in seconds; it checks the machinery, not the paper.
     quick={
-        "dataset": {
-            "name": "synthetic",
-            "label_noise": 0.4,
-            "label_noise_mode": "uniform",
-            "synthetic": {"num_train": 128, "num_test": 64, "num_classes": 10, "shape": [1, 28, 28]},
-        },
+        "dataset": {**FASHION_MNIST_STAND_IN, "label_noise": 0.4, "label_noise_mode": "uniform"},
         "training.epochs": 2,
         "training.batch_size": 32,
         "search.seeds": [0, 1],
