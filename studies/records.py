@@ -30,6 +30,8 @@ class TrialRecord:
         metrics: the latest value of every metric (``mixup_core.metrics`` names).
         error: the failure message of a failed trial.
         run_id: its MLflow run.
+        started_ms: its MLflow run's start time (ms since the epoch), when read from MLflow.
+        ended_ms: its MLflow run's end time, once it ended (read from MLflow).
     """
 
     trial_id: str
@@ -39,6 +41,8 @@ class TrialRecord:
     metrics: dict[str, float] = field(default_factory=dict)
     error: str | None = None
     run_id: str | None = None
+    started_ms: int | None = None
+    ended_ms: int | None = None
 
 
 def settled(records: Iterable[TrialRecord]) -> list[TrialRecord]:
