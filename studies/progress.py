@@ -44,6 +44,7 @@ class StudyProgress:
     status: str
     trials: list[TrialRecord]
     spec: StudySpec | None = None
+    complete: bool = True  # False: `trials` holds only the trials whose run changed since the follower's last read
 
 
 def _param_value(name: str, text: str) -> Any:
@@ -129,6 +130,17 @@ def read_progress(tracking_uri: str, study_id: str, spec: StudySpec | None = Non
         trials=[trial_from_run(run) for run in children],
         spec=spec or _load_spec(client, parent.info.run_id),
     )
+
+
+class ProgressFollower:
+    """STAND-IN (store branch) until the lead's incremental follower lands: every read is a full one."""
+
+    def __init__(self, tracking_uri: str, study_id: str, spec: StudySpec | None = None) -> None:
+        self.tracking_uri, self.study_id, self.spec = tracking_uri, study_id, spec
+
+    def read(self, full: bool = False) -> StudyProgress | None:
+        del full
+        return read_progress(self.tracking_uri, self.study_id, self.spec)
 
 
 def require_progress(tracking_uri: str, study_id: str, spec: StudySpec | None = None) -> StudyProgress:

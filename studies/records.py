@@ -39,6 +39,8 @@ class TrialRecord:
     metrics: dict[str, float] = field(default_factory=dict)
     error: str | None = None
     run_id: str | None = None
+    started_ms: int | None = None  # its MLflow run's start_time (ms since the epoch), when read from MLflow
+    ended_ms: int | None = None  # its MLflow run's end_time, once ended
 
 
 def settled(records: Iterable[TrialRecord]) -> list[TrialRecord]:
