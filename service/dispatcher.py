@@ -3,7 +3,8 @@
 One pass (:meth:`Dispatcher.tick`) does, in order:
 
 1. for every running study: poll its driver; forward a requested cancel (once);
-   refresh its progress from MLflow (at most every ``progress_interval_s``);
+   refresh its progress from MLflow (at most every ``progress_interval_s``) through its follower,
+   writing only the trials that changed (:mod:`service.trial_store`);
    record the outcome when the driver ended; relaunch with ``--resume`` when it
    died without one (at most ``max_attempts`` launches in all);
 2. start queued studies, oldest first, while fewer than ``max_running_studies`` run.
