@@ -8,6 +8,7 @@ from memory then, so that a status GET reads no trial row at all.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -109,7 +110,9 @@ def store_progress(
     stored = load_records(session, study.seq) if stored is None else stored
     if store(session, study.seq, stored, trials, complete) or study.progress_at is None:
         study.trial_counts = counts_by_status(stored.values())
-        best = schemas.best_trial(study.spec, list(stored.values()))
+        # A row just submitted in this session holds its spec as JSON text (service.db.RawJSON).
+        spec = json.loads(study.spec) if isinstance(study.spec, str) else study.spec
+        best = schemas.best_trial(spec, list(stored.values()))
         study.best_trial = best.model_dump(mode="json") if best is not None else None
         study.progress_at = utcnow()  # keys the caches of what is drawn from the trials (web plots)
 
