@@ -34,7 +34,7 @@ import uvicorn  # noqa: E402
 from _common import machine_line  # noqa: E402
 from sqlalchemy import select  # noqa: E402
 
-from service import auth, repository  # noqa: E402
+from service import auth, repository, trial_store  # noqa: E402
 from service.api import create_app  # noqa: E402
 from service.db import make_engine, migrate, session_factory  # noqa: E402
 from service.models import Study  # noqa: E402
@@ -74,7 +74,7 @@ def seed_database(settings: ServiceSettings, studies: int, seeds: int) -> tuple[
         for _ in range(studies):
             row = repository.submit(session, owner, study, max_queued=studies + 1)
             repository.mark_running(row, "local", "1:1")
-            repository.store_progress(row, "1", "parent", trials(study))
+            trial_store.store_progress(session, row, "1", "parent", trials(study))
             repository.finish(row, "succeeded", 0)
         session.commit()
         last = session.scalars(select(Study.id).order_by(Study.seq.desc())).first()

@@ -166,7 +166,8 @@ def status(study_id: IdArg, json_: Annotated[bool, typer.Option("--json", help="
 @app.command()
 def trials(study_id: IdArg) -> None:
     """Every trial: parameters, state, epochs and latest metrics."""
-    body = _call(lambda: _client().trials(study_id))
+    # Every trial, a page (1,000) per request: the table is for reading and grepping, a cut one would mislead.
+    body = _call(lambda: _client().all_trials(study_id))
     table = Table("trial", "params", "status", "epochs", "test_error", "median_test_error")
     table.columns[0].no_wrap = True
     for t in body["trials"]:

@@ -75,8 +75,19 @@ class Client:
     def status(self, study_id: str) -> dict[str, Any]:
         return dict(self.request("GET", f"{API}/{study_id}").json())
 
-    def trials(self, study_id: str) -> dict[str, Any]:
-        return dict(self.request("GET", f"{API}/{study_id}/trials").json())
+    def trials(self, study_id: str, limit: int = 100, offset: int = 0) -> dict[str, Any]:
+        """One page of the study's trials (``total``: how many in all)."""
+        params = {"limit": limit, "offset": offset}
+        return dict(self.request("GET", f"{API}/{study_id}/trials", params=params).json())
+
+    def all_trials(self, study_id: str, page: int = 1000) -> dict[str, Any]:
+        """Every trial, read a page at a time: the last page's body with ``trials`` holding all of them."""
+        body = self.trials(study_id, page, 0)
+        trials = list(body["trials"])
+        while body["trials"] and len(trials) < body["total"]:
+            body = self.trials(study_id, page, len(trials))
+            trials += body["trials"]
+        return {**body, "trials": trials, "offset": 0, "limit": len(trials)}
 
     def cancel(self, study_id: str) -> dict[str, Any]:
         return dict(self.request("POST", f"{API}/{study_id}/cancel").json())

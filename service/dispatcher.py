@@ -3,7 +3,8 @@
 One pass (:meth:`Dispatcher.tick`) does, in order:
 
 1. for every running study: poll its driver; forward a requested cancel (once);
-   refresh its progress from MLflow (at most every ``progress_interval_s``);
+   refresh its progress from MLflow (at most every ``progress_interval_s``) through its follower,
+   writing only the trials that changed (:mod:`service.trial_store`);
    record the outcome when the driver ended; relaunch with ``--resume`` when it
    died without one (at most ``max_attempts`` launches in all);
 2. start queued studies, oldest first, while fewer than ``max_running_studies`` run.
@@ -33,11 +34,12 @@ import sys
 import time
 from collections.abc import Callable
 from contextlib import suppress
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Protocol
 
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session, object_session, sessionmaker
 
-from service import repository
+from service import repository, trial_store
 from service.db import make_engine, session_factory
 from service.errors import LaunchError
 from service.launchers import make_launcher
@@ -53,6 +55,7 @@ from service.launchers.base import (
 )
 from service.models import CANCELLED, FAILED, QUEUED, RUNNING, SUCCEEDED, Study
 from service.settings import ServiceSettings
+from studies.records import TrialRecord
 from studies.store import store_ready
 
 log = logging.getLogger("service.dispatcher")  # also when run as __main__
@@ -69,12 +72,46 @@ def mlflow_store_ready(tracking_uri: str) -> bool:
     return store_ready(tracking_uri)
 
 
-def _read_progress(tracking_uri: str, study_id: str, spec: Any) -> Any:
-    if not mlflow_store_ready(tracking_uri):  # checked before MLflow's import (seconds) too
-        return None
-    from studies.progress import read_progress
+class Follower(Protocol):
+    """Reads a study's progress again and again (studies.progress.ProgressFollower's face)."""
 
-    return read_progress(tracking_uri, study_id, spec)
+    def read(self, full: bool = False) -> Any:
+        """A StudyProgress (``complete`` False: only the trials that changed since the last read) or None."""
+
+
+FollowerFactory = Callable[[str, str, Any], Follower]  # (tracking URI, study id, spec) → its follower
+
+
+class MlflowFollower:
+    """A :class:`studies.progress.ProgressFollower`, made on the first read that finds MLflow's store complete."""
+
+    def __init__(self, tracking_uri: str, study_id: str, spec: Any) -> None:
+        self.tracking_uri, self.study_id, self.spec = tracking_uri, study_id, spec
+        self._follower: Any = None
+
+    def read(self, full: bool = False) -> Any:
+        if not mlflow_store_ready(self.tracking_uri):  # checked before MLflow's import (seconds) too
+            return None
+        if self._follower is None:
+            from studies.progress import ProgressFollower
+
+            self._follower = ProgressFollower(self.tracking_uri, self.study_id, self.spec)
+        return self._follower.read(full=full)
+
+
+@dataclass
+class _FullReads:
+    read_progress: ProgressReader
+    args: tuple[str, str, Any]
+
+    def read(self, full: bool = False) -> Any:
+        del full  # every read is a full one
+        return self.read_progress(*self.args)
+
+
+def full_reads(read_progress: ProgressReader) -> FollowerFactory:
+    """Followers whose every read is ``read_progress(uri, study_id, spec)``, complete (tests' fake MLflow)."""
+    return lambda *args: _FullReads(read_progress, args)
 
 
 def _settle(tracking_uri: str, study_id: str, outcome: str, spec: Any) -> Any:
@@ -93,16 +130,19 @@ class Dispatcher:
         settings: ServiceSettings,
         sessions: sessionmaker[Session],
         launcher: Launcher,
-        read_progress: ProgressReader = _read_progress,
+        follow: FollowerFactory = MlflowFollower,
         settle: Settler = _settle,
     ) -> None:
         self.settings = settings
         self.sessions = sessions
         self.launcher = launcher
-        self.read_progress = read_progress
+        self.follow = follow
         self.settle = settle
         self._progress_due: dict[str, float] = {}
         self._specs: dict[str, Any] = {}
+        self._followers: dict[str, Follower] = {}
+        # Per running study, its trials as stored (trial id → record): a read writes only what differs.
+        self._stored: dict[str, dict[str, TrialRecord]] = {}
         # A plain flag, not a threading.Event: stop() runs in a signal handler, where taking the Event's
         # lock could deadlock against the interrupted wait that holds it.
         self._stopping = False
@@ -125,6 +165,16 @@ class Dispatcher:
 
     def tick(self) -> None:
         """One pass: watch the running studies, then start queued ones."""
+        try:
+            self._pass()
+        except BaseException:
+            # What is in memory may now be ahead of the database (a write rolled back): start over from
+            # the stored rows and with full reads.
+            self._followers.clear()
+            self._stored.clear()
+            raise
+
+    def _pass(self) -> None:
         with self.sessions() as session:
             for study in repository.running(session):
                 try:
@@ -222,7 +272,7 @@ class Dispatcher:
             log.warning("study %s: its trials could not be settled in MLflow (%s)", study.id, error)
             return
         if progress is not None:
-            repository.store_progress(study, progress.experiment_id, progress.parent_run_id, progress.trials)
+            self._store(study, progress)
 
     def _refresh(self, study: Study, force: bool = False) -> Any:
         now = time.monotonic()
@@ -230,13 +280,29 @@ class Dispatcher:
             return None
         self._progress_due[study.id] = now + self.settings.progress_interval_s
         try:
-            progress = self.read_progress(self.settings.resolved_tracking_uri, study.id, self._spec(study))
+            progress = self._follower(study).read(full=force)
         except Exception as error:  # MLflow away: keep the last snapshot
             log.warning("study %s: progress not readable (%s)", study.id, error)
             return None
         if progress is not None:
-            repository.store_progress(study, progress.experiment_id, progress.parent_run_id, progress.trials)
+            self._store(study, progress)
         return progress
+
+    def _follower(self, study: Study) -> Follower:
+        if study.id not in self._followers:
+            uri = self.settings.resolved_tracking_uri
+            self._followers[study.id] = self.follow(uri, study.id, self._spec(study))
+        return self._followers[study.id]
+
+    def _store(self, study: Study, progress: Any) -> None:
+        """Write the trials that changed; the study's counts, best trial and ``progress_at`` only then."""
+        session = object_session(study)
+        assert session is not None, "a watched study belongs to the pass's session"
+        if study.id not in self._stored:  # first read since the dispatcher started: what the table holds
+            self._stored[study.id] = trial_store.load_records(session, study.seq)
+        complete = getattr(progress, "complete", True)  # a plain full reader's progress has no such field
+        trial_store.store_progress(session, study, progress.experiment_id, progress.parent_run_id, progress.trials,
+                                   complete, self._stored[study.id])  # fmt: skip
 
     def _spec(self, study: Study) -> Any:
         if study.id not in self._specs:
@@ -248,6 +314,8 @@ class Dispatcher:
     def _forget(self, study_id: str) -> None:
         self._progress_due.pop(study_id, None)
         self._specs.pop(study_id, None)
+        self._followers.pop(study_id, None)
+        self._stored.pop(study_id, None)
 
 
 def _failure(code: int | None, tail: str) -> str:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from sqlalchemy import JSON, Boolean, DateTime, ForeignKey, Integer, String, Text
+from sqlalchemy import JSON, BigInteger, Boolean, DateTime, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 #: Study lifecycle: queued → running → succeeded | failed | cancelled.
@@ -77,7 +77,34 @@ class Study(Base):
     error: Mapped[str | None] = mapped_column(Text)
     experiment_id: Mapped[str | None] = mapped_column(String(64))
     parent_run_id: Mapped[str | None] = mapped_column(String(64))
-    trials: Mapped[list | None] = mapped_column(JSON, doc="The last TrialRecords read, as JSON.")
-    progress_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # What a status GET needs, kept by the dispatcher with the trial rows, so that no GET reads them.
+    trial_counts: Mapped[dict | None] = mapped_column(JSON, doc="Known trials (rows) by status, as stored.")
+    best_trial: Mapped[dict | None] = mapped_column(JSON, doc="schemas.BestTrial of the known trials, as JSON.")
+    progress_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), doc="When trials last changed.")
 
     owner: Mapped[User] = relationship()
+    # Its TrialRows go with it: ON DELETE CASCADE in the database (SQLite: foreign_keys=ON, service.db).
+
+
+class TrialRow(Base):
+    """One trial of a study as the dispatcher last read it from MLflow (a studies.records.TrialRecord)."""
+
+    __tablename__ = "trials"
+    __table_args__ = (
+        UniqueConstraint("study_seq", "trial_id", name="uq_trials_study_trial"),
+        Index("ix_trials_study_start", "study_seq", "started_ms", "trial_id"),  # /trials pages, in start order
+        Index("ix_trials_study_updated", "study_seq", "updated_at"),  # /trials?updated_after=
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    study_seq: Mapped[int] = mapped_column(ForeignKey("studies.seq", ondelete="CASCADE"))
+    trial_id: Mapped[str] = mapped_column(String(200))
+    run_id: Mapped[str | None] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(16))
+    epochs: Mapped[int] = mapped_column(Integer, default=0)
+    params: Mapped[dict] = mapped_column(JSON)
+    metrics: Mapped[dict] = mapped_column(JSON)
+    error: Mapped[str | None] = mapped_column(Text)
+    started_ms: Mapped[int | None] = mapped_column(BigInteger, doc="The MLflow run's start_time (ms).")
+    ended_ms: Mapped[int | None] = mapped_column(BigInteger, doc="The MLflow run's end_time (ms), once ended.")
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), doc="When the dispatcher last changed it.")

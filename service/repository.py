@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -21,7 +21,6 @@ from service.db import RawJSON
 from service.errors import Conflict, NotFound, QuotaExceeded
 from service.models import CANCELLED, FINAL_STATUSES, QUEUED, RUNNING, Study, User, utcnow
 from service.spec_work import Prepared, stored_json
-from studies.records import TrialRecord
 from studies.space import trial_count
 from studies.spec import StudySpec
 
@@ -90,11 +89,11 @@ def get(session: Session, user: Principal, study_id: str) -> Study:
 
 @dataclass(frozen=True)
 class StudyView:
-    """A study as the API shows it, read with one Core query (no ORM objects, no trials JSON decoded).
+    """A study as the API shows it, read with one Core query (no ORM objects, no trial rows).
 
-    ``progress_at`` (when the dispatcher last stored trials) keys caches of what is derived from the
-    trials; :func:`load_trials` reads them when such a cache misses. In a page (:func:`view_page`),
-    ``spec`` holds only ``metric`` and ``mode``.
+    ``trial_counts`` and ``best_trial`` are what the dispatcher keeps on the study row (service.trial_store);
+    ``progress_at`` (when it last changed a trial) keys caches of what is drawn from the trials. In a page
+    (:func:`view_page`), ``spec`` holds only ``metric`` and ``mode``.
     """
 
     seq: int
@@ -113,12 +112,14 @@ class StudyView:
     experiment_id: str | None
     parent_run_id: str | None
     progress_at: datetime | None
+    trial_counts: dict[str, int] | None
+    best_trial: dict[str, Any] | None
 
 
 _VIEW_COLUMNS = (
     Study.seq, Study.id, Study.name, User.name.label("owner"), Study.owner_id, Study.status, Study.cancel_requested,
     Study.created_at, Study.started_at, Study.finished_at, Study.trials_total, Study.spec, Study.attempts,
-    Study.error, Study.experiment_id, Study.parent_run_id, Study.progress_at,
+    Study.error, Study.experiment_id, Study.parent_run_id, Study.progress_at, Study.trial_counts, Study.best_trial,
 )  # fmt: skip
 #: A page of summaries needs of the spec only what ranks trials (best_trial): not up to 500 specs of up to
 #: 4 MB each, decoded on the event loop (reads are inline on SQLite, service.api.deps.read).
@@ -130,7 +131,6 @@ _PAGE_COLUMNS = (
 _VIEW_FIELDS = tuple(StudyView.__dataclass_fields__)
 # Built once: composing a select costs more than running it on SQLite (a status poll's hot path).
 _VIEW_BY_ID = select(*_VIEW_COLUMNS).join(User, Study.owner_id == User.id).where(Study.id == bindparam("study_id"))
-_TRIALS_BY_SEQ = select(Study.trials).where(Study.seq == bindparam("seq"))
 _VIEW_TEXT_BY_ID = (
     select(*(c for c in _VIEW_COLUMNS if c is not Study.spec), cast(Study.spec, Text).label("spec_text"))
     .join(User, Study.owner_id == User.id)
@@ -187,12 +187,6 @@ def view_of(study: Study, owner: str) -> StudyView:
     return StudyView(owner=owner, **fields)
 
 
-def load_trials(db: Reader, seq: int) -> list[TrialRecord]:
-    """The trials last stored for the study with this ``seq``."""
-    raw = db.execute(_TRIALS_BY_SEQ, {"seq": seq}).scalar()
-    return [TrialRecord(**_record_fields(t)) for t in raw or []]
-
-
 def request_cancel(session: Session, user: Principal, study_id: str) -> Study:
     """Cancel now when queued; ask the dispatcher to stop the driver when running; Conflict when final.
 
@@ -222,6 +216,7 @@ def set_if_status(session: Session, study: Study, status: str, values: dict[str,
 
 
 def delete(session: Session, user: Principal, study_id: str) -> None:
+    """Delete an ended study; its trial rows go with it (ON DELETE CASCADE)."""
     study = get(session, user, study_id)
     if study.status not in FINAL_STATUSES:
         raise Conflict(f"study {study_id!r} is {study.status}; cancel it first, or wait until it ends")
@@ -253,15 +248,3 @@ def finish(study: Study, status: str, exit_code: int | None = None, error: str |
     study.exit_code = exit_code
     study.error = error
     study.finished_at = utcnow()
-
-
-def store_progress(study: Study, experiment_id: str, parent_run_id: str, trials: list[TrialRecord]) -> None:
-    study.experiment_id = experiment_id
-    study.parent_run_id = parent_run_id
-    study.trials = [asdict(t) for t in trials]
-    study.progress_at = utcnow()
-
-
-def _record_fields(raw: dict[str, Any]) -> dict[str, Any]:
-    names = TrialRecord.__dataclass_fields__
-    return {k: v for k, v in raw.items() if k in names}

@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-import threading
-from collections import OrderedDict
-from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, Field
 
 from mixup_core import metrics
 from service.repository import StudyView
-from studies.records import TRIAL_STATUSES, TrialRecord, TrialStatus, settled
+from studies.records import OPEN_TRIAL_STATUSES, TRIAL_STATUSES, TrialRecord, TrialStatus, settled
+
+if TYPE_CHECKING:  # service.trial_store uses best_trial from here
+    from service.trial_store import StoredTrial
 
 StudyStatus = Literal["queued", "running", "succeeded", "failed", "cancelled"]
 CancelOutcome = Literal["stopping", "cancelled", "too_late"]
@@ -32,6 +32,11 @@ class Trial(BaseModel):
     metrics: dict[str, float] = Field(description="Latest value of every metric (final ones once it ended).")
     error: str | None = None
     run_id: str | None = Field(None, description="The trial's nested MLflow run.")
+    started_at: datetime | None = Field(None, description="When its MLflow run started (the order of the list).")
+    ended_at: datetime | None = Field(None, description="When its MLflow run ended; None while it runs.")
+    updated_at: datetime | None = Field(
+        None, description="When the service last stored a change of it: pass the largest as updated_after."
+    )
 
 
 class BestTrial(BaseModel):
@@ -89,7 +94,10 @@ class StudyPage(BaseModel):
 class TrialList(BaseModel):
     study_id: str
     status: StudyStatus
-    trials: list[Trial]
+    trials: list[Trial] = Field(description="One page, in start order.")
+    total: int = Field(description="Trials matching the filters (status, updated_after), over every page.")
+    limit: int
+    offset: int
 
 
 class Problem(BaseModel):
@@ -116,16 +124,6 @@ def study_trials(status: str, trials: list[TrialRecord]) -> list[TrialRecord]:
     return settled(trials) if ended(status) else trials
 
 
-def trial_counts(trials: list[TrialRecord], total: int, status: str = "running") -> dict[str, int]:
-    counts: dict[str, int] = dict.fromkeys(TRIAL_STATUSES, 0)
-    trials = study_trials(status, trials)
-    for trial in trials:
-        counts[trial.status] = counts.get(trial.status, 0) + 1
-    # Trials Tune has not created yet are pending, or cancelled once the study ended without them.
-    counts["cancelled" if ended(status) else "pending"] += max(0, total - len(trials))
-    return counts
-
-
 def cancel_outcome(status: str, cancel_requested: bool) -> CancelOutcome | None:
     if not cancel_requested:
         return None
@@ -150,34 +148,30 @@ def best_trial(spec: dict[str, Any], trials: list[TrialRecord]) -> BestTrial | N
 TrialStats = tuple[dict[str, int], BestTrial | None]
 
 
-class TrialStatsCache:
-    """(study seq, progress_at, status) → trial counts and best trial: a status poll decodes no trials JSON.
+def stats(study: StudyView) -> TrialStats:
+    """Trial counts and best trial from the study row alone (the dispatcher keeps them there)."""
+    return stored_counts(study.trial_counts or {}, study.trials_total, study.status), stored_best(study)
 
-    The dispatcher stamps ``progress_at`` whenever it stores trials, so a changed snapshot is a new key
-    (as is the study's end: its trials count as settled then); stale keys simply age out of the LRU.
-    Thread-safe (sync handlers run on a threadpool).
-    """
 
-    def __init__(self, max_entries: int = 4096) -> None:
-        self.max_entries = max_entries
-        self._entries: OrderedDict[tuple[int, datetime, str], TrialStats] = OrderedDict()
-        self._lock = threading.Lock()
+def stored_counts(known: dict[str, int], total: int, status: str) -> dict[str, int]:
+    """:func:`trial_counts` from the counts by stored status of the known trials."""
+    counts: dict[str, int] = dict.fromkeys(TRIAL_STATUSES, 0)
+    for state, n in known.items():
+        # Once the study ended none is pending or running (the dispatcher stores them settled; this also
+        # covers an end whose trials could not be settled in MLflow).
+        state = "cancelled" if ended(status) and state in OPEN_TRIAL_STATUSES else state
+        counts[state] = counts.get(state, 0) + n
+    counts["cancelled" if ended(status) else "pending"] += max(0, total - sum(known.values()))
+    return counts
 
-    def get(self, study: StudyView, load: Callable[[], list[TrialRecord]]) -> TrialStats:
-        if study.progress_at is None:  # nothing stored yet: every trial is pending (cancelled, once ended)
-            return trial_counts([], study.trials_total, study.status), None
-        key = (study.seq, study.progress_at, study.status)
-        with self._lock:
-            if (hit := self._entries.get(key)) is not None:
-                self._entries.move_to_end(key)
-                return hit
-        trials = load()
-        stats = (trial_counts(trials, study.trials_total, study.status), best_trial(study.spec, trials))
-        with self._lock:
-            self._entries[key] = stats
-            while len(self._entries) > self.max_entries:
-                self._entries.popitem(last=False)
-        return stats
+
+def stored_best(study: StudyView) -> BestTrial | None:
+    if study.best_trial is None:
+        return None
+    best = BestTrial.model_validate(study.best_trial)
+    if ended(study.status) and best.status in OPEN_TRIAL_STATUSES:
+        best.status = "cancelled"
+    return best
 
 
 def _summary_fields(study: StudyView, counts: dict[str, int]) -> dict[str, Any]:
@@ -218,6 +212,24 @@ def detail(study: StudyView, stats: TrialStats, mlflow_ui_url: str | None) -> St
     )
 
 
-def trial_list(study: StudyView, trials: list[TrialRecord]) -> TrialList:
-    trials = study_trials(study.status, trials)
-    return TrialList(study_id=study.id, status=study.status, trials=[Trial(**t.__dict__) for t in trials])
+def trial(record: TrialRecord, updated_at: datetime | None = None) -> Trial:
+    return Trial(
+        **{name: getattr(record, name) for name in _TRIAL_FIELDS},
+        started_at=_from_ms(record.started_ms),
+        ended_at=_from_ms(record.ended_ms),
+        updated_at=updated_at,
+    )
+
+
+_TRIAL_FIELDS = ("trial_id", "params", "status", "epochs", "metrics", "error", "run_id")
+
+
+def _from_ms(ms: int | None) -> datetime | None:
+    return datetime.fromtimestamp(ms / 1000, UTC) if ms is not None else None
+
+
+def trial_list(study: StudyView, page: list[StoredTrial], total: int, limit: int, offset: int) -> TrialList:
+    """One page of trials, as the study's state has them (settled once it ended)."""
+    records = study_trials(study.status, [t.record for t in page])
+    trials = [trial(r, t.updated_at) for r, t in zip(records, page, strict=True)]
+    return TrialList(study_id=study.id, status=study.status, trials=trials, total=total, limit=limit, offset=offset)

@@ -116,6 +116,9 @@ class StudyReport(_Model):
     counts: dict[str, int] = Field(description="Trials by status, and 'total'.")
     complete: bool = Field(description="There are trials and every one is in a final status.")
     leaderboard: list[LeaderboardRow]
+    leaderboard_total: int | None = Field(
+        None, description="Rows in the whole leaderboard when `leaderboard` is one page of it (the service's)."
+    )
     best: LeaderboardRow | None = Field(description="The leaderboard's first row.")
     factor_table: FactorTable | None = Field(
         description="None without trials, or when an axis is a sampled range (every trial would be its own row)."

@@ -202,7 +202,10 @@ def _leaderboard_section(report: StudyReport) -> list[str]:
         for r in shown
     ]
     header = ["#", "trial", "params", "status", "epochs", report.metric, "test_error", "best_test_error"]
-    title = f"## Leaderboard (top {len(shown)} of {len(report.leaderboard)})"
+    total = report.leaderboard_total if report.leaderboard_total is not None else len(report.leaderboard)
+    first = shown[0].rank
+    which = f"top {len(shown)}" if first == 1 else f"ranks {first}-{shown[-1].rank}"
+    title = f"## Leaderboard ({which} of {total})"
     return [title, "", *_table(header, rows), ""]
 
 

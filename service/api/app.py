@@ -9,7 +9,6 @@ from service.api import docs, errors, health, spec_body, studies
 from service.api.limits import BodySizeLimit
 from service.auth import LastUsed, TokenCache
 from service.db import make_engine, session_factory
-from service.schemas import TrialStatsCache
 from service.settings import ServiceSettings
 from service.web import app as web
 
@@ -31,7 +30,6 @@ def create_app(settings: ServiceSettings | None = None, engine: Engine | None = 
     app.state.inline_reads = engine.dialect.name == "sqlite"  # see service.api.deps.read
     app.state.tokens = TokenCache(settings.token_cache_s)
     app.state.last_used = LastUsed(engine, settings.token_last_used_s)
-    app.state.trial_stats = TrialStatsCache()
     app.include_router(health.router)
     app.include_router(studies.router)
     spec_body.document_body(app)

@@ -73,6 +73,8 @@ def _validation_errors(error: RequestValidationError) -> tuple[str, list[dict[st
             loc = loc[:1]
         else:
             msg = str(item.get("msg", "invalid"))
+            if loc[:1] == ["query"] and "input" in item:  # a query's value is short and the caller's own
+                msg = f"{msg}, got {item['input']!r}"
         errors.append({"loc": loc, "msg": msg, "type": str(item.get("type", "value_error"))})
     detail = "; ".join(
         f"{'.'.join(e['loc'][1:] if e['loc'][:1] == ['body'] else e['loc']) or 'body'}: {e['msg']}" for e in errors

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from collections.abc import Callable
+from datetime import datetime
 from typing import Annotated, Any, Literal, TypeVar
 
 from fastapi import APIRouter, Query, Request, Response
@@ -13,14 +14,17 @@ from pydantic import BaseModel
 from sqlalchemy import Connection, Engine
 from starlette.concurrency import run_in_threadpool
 
-from service import repository, schemas
+from service import repository, schemas, trial_store
 from service.api.deps import SessionDep, SettingsDep, UserDep, read
 from service.api.spec_body import SPEC_REQUEST_BODY, SpecBody
 from service.errors import NotFound
+from studies.records import OPEN_TRIAL_STATUSES, TrialStatus
 from studies.report import StudyReport, build_report, render_markdown, render_plot_png
 from studies.spec import StudySpec
 
 T = TypeVar("T")
+MAX_TRIALS_PAGE = 1000  # trials in one /trials answer
+MAX_LEADERBOARD_PAGE = 5000  # leaderboard rows in one report answer
 router = APIRouter(prefix="/api/v1/studies", tags=["studies"])
 ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": schemas.Problem, "description": text}
@@ -76,7 +80,7 @@ def submit_study(prepared: SpecBody, session: SessionDep, user: UserDep, setting
     # The row's spec is the stored JSON text: the answer is built without it, and the text spliced in as it is
     # (dumping a 1 MB spec again here held the GIL for tens of ms, every other request waiting).
     view = dataclasses.replace(repository.view_of(study, user.name), spec={})
-    detail = schemas.detail(view, _stats(None, session, view), settings.mlflow_ui_url)
+    detail = schemas.detail(view, schemas.stats(view), settings.mlflow_ui_url)
     return Response(splice_spec(detail.model_dump_json(exclude={"spec"}), prepared.spec_json), 201,
                     media_type="application/json")  # fmt: skip
 
@@ -85,12 +89,6 @@ def splice_spec(detail_json: str, spec_json: str) -> bytes:
     """A StudyDetail's JSON (dumped without ``spec``) with the stored spec's JSON text as its ``spec``."""
     assert detail_json.endswith("}") and detail_json != "{}"
     return b"".join((detail_json[:-1].encode(), b',"spec":', spec_json.encode(), b"}"))
-
-
-def _stats(request: Request | None, db: repository.Reader, study: repository.StudyView) -> schemas.TrialStats:
-    """Trial counts and best trial, through the app's cache (a fresh one for a write's own answer)."""
-    cache = request.app.state.trial_stats if request is not None else schemas.TrialStatsCache()
-    return cache.get(study, lambda: repository.load_trials(db, study.seq))
 
 
 @router.get("", response_model=schemas.StudyPage, responses=ERRORS)
@@ -105,7 +103,7 @@ async def list_studies(
 
     def work(db: Connection) -> schemas.StudyPage:
         rows, total = repository.view_page(db, user, status, limit, offset)
-        items = [schemas.summary(s, _stats(request, db, s)) for s in rows]
+        items = [schemas.summary(s, schemas.stats(s)) for s in rows]
         return schemas.StudyPage(items=items, total=total, limit=limit, offset=offset)
 
     return _json(await read(request, work))
@@ -127,7 +125,7 @@ async def get_study(study_id: str, request: Request, user: UserDep) -> Response:
         if on_loop and len(text) > INLINE_SPEC_CHARS:
             return None  # too much for the event loop: done again in a thread
         study = dataclasses.replace(study, spec=json.loads(text))
-        return _json(schemas.detail(study, _stats(request, db, study), ui_url))
+        return _json(schemas.detail(study, schemas.stats(study), ui_url))
 
     answer = await read(request, lambda db: work(db, inline))
     if answer is None:
@@ -142,15 +140,49 @@ def _with_connection(request: Request, work: Callable[[Connection], T]) -> T:
         return work(connection)
 
 
+TrialStatusQuery = Annotated[
+    TrialStatus | None,
+    Query(
+        description="Only trials in this state (as the study's state has them: none pending or running once it ended)."
+    ),
+]
+UpdatedAfterQuery = Annotated[
+    datetime | None,
+    Query(description="Only trials the service changed after this moment (ISO 8601): a trial's updated_at, the "
+          "largest of the last read, makes the next read incremental."),
+]  # fmt: skip
+
+
 @router.get("/{study_id}/trials", response_model=schemas.TrialList, responses=ERRORS)
-async def get_trials(study_id: str, request: Request, user: UserDep) -> Response:
-    """Per-trial configuration, state, latest and final metrics."""
+async def get_trials(
+    study_id: str,
+    request: Request,
+    user: UserDep,
+    limit: Annotated[int, Query(ge=1, le=MAX_TRIALS_PAGE)] = 100,
+    offset: Annotated[int, Query(ge=0, le=2**31 - 1)] = 0,
+    status: TrialStatusQuery = None,
+    updated_after: UpdatedAfterQuery = None,
+) -> Response:
+    """One page of trials in start order: configuration, state, latest and final metrics, and how many match."""
 
     def work(db: Connection) -> schemas.TrialList:
         study = repository.view(db, user, study_id)
-        return schemas.trial_list(study, repository.load_trials(db, study.seq))
+        query = trial_store.TrialQuery(stored_statuses(study.status, status), updated_after, limit, offset)
+        page, total = trial_store.page(db, study.seq, query)
+        return schemas.trial_list(study, page, total, limit, offset)
 
     return _json(await read(request, work))
+
+
+def stored_statuses(study_status: str, wanted: str | None) -> frozenset[str] | None:
+    """The stored statuses that show as ``wanted``: an ended study's pending and running ones show as cancelled."""
+    if wanted is None:
+        return None
+    if not schemas.ended(study_status):
+        return frozenset({wanted})
+    if wanted in OPEN_TRIAL_STATUSES:
+        return frozenset()
+    return frozenset({wanted, *OPEN_TRIAL_STATUSES}) if wanted == "cancelled" else frozenset({wanted})
 
 
 @router.get(
@@ -171,21 +203,32 @@ def get_report(
     session: SessionDep,
     user: UserDep,
     format: Annotated[Literal["json", "md", "png"], Query(description="json, md (Markdown) or png (α plot).")] = "json",
+    leaderboard_limit: Annotated[int, Query(ge=1, le=MAX_LEADERBOARD_PAGE, description="Leaderboard rows.")] = 100,
+    leaderboard_offset: Annotated[int, Query(ge=0, le=2**31 - 1, description="Leaderboard rows skipped.")] = 0,
 ) -> Response:
-    """The paper-style report (leaderboard, factor table, α curve); live while the study runs."""
+    """The paper-style report (leaderboard, factor table, α curve); live while the study runs.
+
+    Built from every trial; the leaderboard in the answer is one page of it (``leaderboard_total`` rows in all).
+    """
     study = repository.view(session, user, study_id)
-    trials = repository.load_trials(session, study.seq)
+    trials = trial_store.records(session, study.seq)
     session.commit()  # end the read transaction: building and rendering the report takes a while
     trials = schemas.study_trials(study.status, trials)
     report = build_report(StudySpec.model_validate(study.spec), trials, study.id, study_status=study.status)
-    if format == "md":
-        return Response(render_markdown(report), media_type="text/markdown")
     if format == "png":
         png = render_plot_png(report)
         if png is None:
             raise NotFound(f"study {study_id!r} has no α curve to plot (yet)")
         return Response(png, media_type="image/png")
+    report = leaderboard_page(report, leaderboard_limit, leaderboard_offset)
+    if format == "md":
+        return Response(render_markdown(report), media_type="text/markdown")
     return JSONResponse(report.model_dump(mode="json"))
+
+
+def leaderboard_page(report: StudyReport, limit: int, offset: int) -> StudyReport:
+    rows = report.leaderboard
+    return report.model_copy(update={"leaderboard": rows[offset : offset + limit], "leaderboard_total": len(rows)})
 
 
 @router.post(
@@ -198,7 +241,7 @@ def cancel_study(study_id: str, session: SessionDep, user: UserDep, settings: Se
     study = repository.request_cancel(session, user, study_id)
     session.commit()
     view = repository.view_of(study, study.owner.name)
-    return _json(schemas.detail(view, _stats(None, session, view), settings.mlflow_ui_url))  # see submit_study
+    return _json(schemas.detail(view, schemas.stats(view), settings.mlflow_ui_url))  # see submit_study
 
 
 @router.delete(

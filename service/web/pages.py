@@ -17,7 +17,7 @@ from sqlalchemy import Connection
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
-from service import repository, schemas
+from service import repository, schemas, trial_store
 from service.api.deps import SessionDep, SettingsDep, read
 from service.auth import Caller, aware
 from service.errors import BadSpec
@@ -31,6 +31,7 @@ from studies.spec import StudySpec
 
 router = APIRouter(include_in_schema=False)
 PAGE_SIZE = 50
+TRIALS_PAGE = 100  # trials in a study page's table (the report and plots use every trial)
 MAX_COMPARED = 8
 StatusQuery = Annotated[schemas.StudyStatus | None, Query(description="Only studies in this state.")]
 
@@ -43,43 +44,42 @@ async def list_page(
 
     def work(db: Connection) -> tuple[list[dict[str, Any]], int]:
         rows, total = repository.view_page(db, caller, status, PAGE_SIZE, offset)
-        return [_list_item(request, db, view) for view in rows], total
+        return [_list_item(view) for view in rows], total
 
     items, total = await read(request, work)
     return page(request, "list.html", visitor=visitor, items=items, total=total, status=status, offset=offset,
                 page_size=PAGE_SIZE, statuses=get_args(schemas.StudyStatus))  # fmt: skip
 
 
-def _list_item(request: Request, db: Connection, view: repository.StudyView) -> dict[str, Any]:
-    """One row of the list: counts and best trial through the API's cache (no trials decoded on a hit)."""
-    cache: schemas.TrialStatsCache = request.app.state.trial_stats
-    counts, best = cache.get(view, lambda: repository.load_trials(db, view.seq))
+def _list_item(view: repository.StudyView) -> dict[str, Any]:
+    """One row of the list: counts and best trial from the study row (no trial read)."""
+    counts, best = schemas.stats(view)
     return {"study": view, "progress": views.progress(counts, view.trials_total), "best": best,
             "age": views.age(aware(view.created_at))}  # fmt: skip
 
 
 @dataclass(frozen=True)
 class Loaded:
-    """A study as its page shows it: the API's detail, its trials and the report built from them."""
+    """A study as its page shows it: the API's detail, a page of its trials and the report built from all."""
 
     detail: schemas.StudyDetail
     view: repository.StudyView
-    trials: list[schemas.Trial]
-    records: list[TrialRecord]  # as the study's state has them (settled once it ended)
+    trials: list[schemas.Trial]  # one page: TRIALS_PAGE from trials_offset, in start order
+    trials_offset: int
+    records: list[TrialRecord]  # every trial, as the study's state has them (settled once it ended)
     report: StudyReport
 
 
-def load(session: Session, caller: Caller, study_id: str, settings: ServiceSettings) -> Loaded:
+def load(session: Session, caller: Caller, study_id: str, settings: ServiceSettings, trials_offset: int = 0) -> Loaded:
     """The study (if ``caller`` may see it), its trials and its report, read like the API reads them."""
     view = repository.view(session, caller, study_id)
-    records = repository.load_trials(session, view.seq)
+    records = trial_store.records(session, view.seq)  # all of them: the report and the plots need every trial
     session.commit()  # end the read transaction: the report and the plots take a while
-    stats = (schemas.trial_counts(records, view.trials_total, view.status), schemas.best_trial(view.spec, records))
-    detail = schemas.detail(view, stats, settings.mlflow_ui_url)
-    trials = schemas.trial_list(view, records).trials
+    detail = schemas.detail(view, schemas.stats(view), settings.mlflow_ui_url)
     settled = schemas.study_trials(view.status, records)
+    trials = [schemas.trial(r) for r in settled[trials_offset : trials_offset + TRIALS_PAGE]]
     report = build_report(StudySpec.model_validate(view.spec), settled, view.id, study_status=view.status)
-    return Loaded(detail, view, trials, settled, report)
+    return Loaded(detail, view, trials, trials_offset, settled, report)
 
 
 def _plots(request: Request) -> PlotCache:
@@ -93,6 +93,9 @@ def _results_context(request: Request, loaded: Loaded, settings: ServiceSettings
         "table": views.table(report),
         "report": report,
         "trials": views.trial_rows(loaded.trials, report.metric, detail.mlflow.experiment_url),
+        "trials_offset": loaded.trials_offset,
+        "trials_total": len(loaded.records),
+        "trials_page": TRIALS_PAGE,
         "alpha_svg": alpha_svg(cache, loaded.view, report),
         "curves_svg": curves_svg(cache, settings, loaded.view, loaded.records),
     }
@@ -132,11 +135,19 @@ def compare_page(
     return page(request, "compare.html", visitor=visitor, studies=studies, alpha_svg=svg)
 
 
+TrialsOffset = Annotated[int, Query(ge=0, le=2**31 - 1, description="Trials skipped in the trial table.")]
+
+
 @router.get("/studies/{study_id}")
 def study_page(
-    study_id: str, request: Request, visitor: VisitorDep, session: SessionDep, settings: SettingsDep
+    study_id: str,
+    request: Request,
+    visitor: VisitorDep,
+    session: SessionDep,
+    settings: SettingsDep,
+    trials_offset: TrialsOffset = 0,
 ) -> Response:
-    loaded = load(session, visitor.caller, study_id, settings)
+    loaded = load(session, visitor.caller, study_id, settings, trials_offset)
     spec_yaml = yaml.safe_dump(loaded.detail.spec, sort_keys=False, allow_unicode=True)
     return page(request, "study.html", visitor=visitor, spec_yaml=spec_yaml,
                 **_live_context(request, loaded.detail, loaded.view),
@@ -147,12 +158,10 @@ def study_page(
 async def live_fragment(study_id: str, request: Request, visitor: VisitorDep) -> Response:
     """The status block alone, polled by the page every ``MIXUP_STUDIES_WEB_REFRESH_S`` while the study runs."""
     ui_url = request.app.state.settings.mlflow_ui_url
-    cache: schemas.TrialStatsCache = request.app.state.trial_stats
 
     def work(db: Connection) -> tuple[schemas.StudyDetail, repository.StudyView]:
         view = repository.view(db, visitor.caller, study_id)
-        stats = cache.get(view, lambda: repository.load_trials(db, view.seq))
-        return schemas.detail(view, stats, ui_url), view
+        return schemas.detail(view, schemas.stats(view), ui_url), view
 
     detail, view = await read(request, work)
     return page(request, "_live.html", visitor=visitor, **_live_context(request, detail, view))
@@ -160,10 +169,15 @@ async def live_fragment(study_id: str, request: Request, visitor: VisitorDep) ->
 
 @router.get("/studies/{study_id}/results")
 def results_fragment(
-    study_id: str, request: Request, visitor: VisitorDep, session: SessionDep, settings: SettingsDep
+    study_id: str,
+    request: Request,
+    visitor: VisitorDep,
+    session: SessionDep,
+    settings: SettingsDep,
+    trials_offset: TrialsOffset = 0,
 ) -> Response:
-    """Table 5, plots and trials, reloaded by the page when the live block says they changed."""
-    loaded = load(session, visitor.caller, study_id, settings)
+    """Table 5, plots and a page of trials, reloaded by the page when the live block says they changed."""
+    loaded = load(session, visitor.caller, study_id, settings, trials_offset)
     return page(request, "_results.html", visitor=visitor, study=loaded.detail,
                 **_results_context(request, loaded, settings))  # fmt: skip
 

@@ -2,8 +2,8 @@
 
 Drawing is the pages' one slow step (matplotlib: an α plot of 96 trials took 0.4-2.4 s on the 2-core
 development machine, depending on its load; benchmarks/study_pages.py), and a plot depends only on what
-the dispatcher stored last. So each SVG is kept under the study's (seq, progress_at, status), the key the
-API's TrialStatsCache uses: an ended study is drawn once, a running one once per stored snapshot.
+the dispatcher stored last. So each SVG is kept under the study's (seq, progress_at, status): the dispatcher
+stamps progress_at only when a trial changed, so an ended study is drawn once, a running one once per change.
 """
 
 from __future__ import annotations

@@ -8,7 +8,7 @@ import json
 import pytest
 from sqlalchemy import func, select
 
-from service import auth, repository
+from service import auth, repository, trial_store
 from service.db import session_factory
 from service.models import Study, Token
 from studies.records import TrialRecord
@@ -221,7 +221,7 @@ def _store_trials(api: Api, study_id: str) -> None:
         row = session.scalar(select(Study).where(Study.id == study_id))
         assert row is not None
         repository.mark_running(row, "local", "1:1")
-        repository.store_progress(row, "7", "parent", trials)
+        trial_store.store_progress(session, row, "7", "parent", trials)
         session.commit()
 
 

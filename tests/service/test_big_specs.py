@@ -9,7 +9,7 @@ import threading
 import pytest
 from sqlalchemy import Text, cast, event, select
 
-from service import repository
+from service import repository, trial_store
 from service.auth import Caller
 from service.db import session_factory
 from service.models import Study, User
@@ -43,7 +43,7 @@ def test_a_page_reads_only_the_ranking_settings_of_each_spec_and_ranks_as_the_sp
         row = session.scalar(select(Study).where(Study.id == study_id))
         assert row is not None
         repository.mark_running(row, "local", "1:1")
-        repository.store_progress(row, "7", "parent", trials)
+        trial_store.store_progress(session, row, "7", "parent", trials)
         session.commit()
         alice = session.scalar(select(User).where(User.name == "alice"))
         assert alice is not None

@@ -14,7 +14,7 @@ from sqlalchemy import Engine, select
 
 from service import auth, repository
 from service.db import session_factory
-from service.dispatcher import Dispatcher
+from service.dispatcher import Dispatcher, full_reads
 from service.launchers import LocalLauncher
 from service.models import Study
 from service.settings import ServiceSettings
@@ -49,7 +49,7 @@ def fake_settings(settings: ServiceSettings, tmp_path: Path, monkeypatch: pytest
 
 
 def make_dispatcher(settings: ServiceSettings, engine: Engine) -> Dispatcher:
-    return Dispatcher(settings, session_factory(engine), LocalLauncher(settings), read_progress=fake_progress)
+    return Dispatcher(settings, session_factory(engine), LocalLauncher(settings), follow=full_reads(fake_progress))
 
 
 def submit(engine: Engine, description: str, user: str = "alice") -> str:
@@ -162,19 +162,19 @@ def test_a_claim_without_a_driver_is_launched_after_a_crash(fake_settings: Servi
 def test_progress_is_not_read_from_an_mlflow_store_still_being_created(tmp_path: Path) -> None:
     from mlflow.tracking import MlflowClient
 
-    from service.dispatcher import _read_progress, mlflow_store_ready
+    from service.dispatcher import MlflowFollower, mlflow_store_ready
     from studies.tracking import use_wal
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     assert not mlflow_store_ready(uri)
     use_wal(uri)  # what a driver does first: the file exists, MLflow has not created its tables yet
     assert not mlflow_store_ready(uri)
-    assert _read_progress(uri, "some-study", None) is None
+    assert MlflowFollower(uri, "some-study", None).read() is None
     tables = sqlite3.connect(tmp_path / "mlflow.db").execute("SELECT name FROM sqlite_master").fetchall()
     assert tables == []  # the reader created nothing: it would race the driver's own migration
     MlflowClient(uri).search_experiments()  # the driver's MLflow creates the store
     assert mlflow_store_ready(uri)
-    assert _read_progress(uri, "some-study", None) is None  # a complete store, but no such study yet
+    assert MlflowFollower(uri, "some-study", None).read() is None  # a complete store, but no such study yet
 
 
 def test_a_driver_that_breaks_before_an_outcome_is_resumed_not_failed(

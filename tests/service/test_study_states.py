@@ -15,8 +15,9 @@ import pytest
 from mlflow.tracking import MlflowClient
 from sqlalchemy import Engine, select
 
-from service import auth, repository
+from service import auth, repository, trial_store
 from service.db import session_factory
+from service.dispatcher import MlflowFollower
 from service.models import CANCELLED, SUCCEEDED, Study
 from service.settings import ServiceSettings
 from studies.progress import read_progress
@@ -48,7 +49,7 @@ def set_state(api: Api, study_id: str, *, running: bool, trials: list[TrialRecor
         if running:
             repository.mark_running(study, "local", "1:1")
         if trials is not None:
-            repository.store_progress(study, "7", "parent", trials)
+            trial_store.store_progress(session, study, "7", "parent", trials)
         study.cancel_requested = cancel
         if final is not None:
             repository.finish(study, final, 0)
@@ -127,14 +128,15 @@ def test_the_dispatcher_settles_the_trials_a_stopped_driver_left_running(
     assert writer.close(timeout_s=30)
 
     dispatcher = make_dispatcher(fake_settings, engine)
-    dispatcher.read_progress = lambda uri, study_id, spec: read_progress(uri, study_id, spec)  # the real MLflow
+    dispatcher.follow = MlflowFollower  # the real MLflow
     run_until(dispatcher, lambda: starts(fake_settings, study_id))
     with session_factory(engine)() as session:
         repository.request_cancel(session, auth.ensure_user(session, "alice"), study_id)
         session.commit()
     run_until(dispatcher, lambda: row(engine, study_id).status == "cancelled", 30)
 
-    stored = {t["trial_id"]: t["status"] for t in row(engine, study_id).trials or []}
+    with engine.connect() as db:
+        stored = {t.trial_id: t.status for t in trial_store.records(db, row(engine, study_id).seq)}
     assert stored == {"t0": "cancelled", "t1": "finished"}
     progress = read_progress(uri, study_id)
     assert progress is not None and progress.status == "cancelled"

@@ -10,7 +10,7 @@ import httpx
 import pytest
 from sqlalchemy import select, update
 
-from service import auth, repository
+from service import auth, repository, trial_store
 from service.db import session_factory
 from service.models import Study, Token, utcnow
 from service.web.plots import PlotCache
@@ -33,7 +33,7 @@ def store_trials(api: Api, study_id: str, trials: list[TrialRecord]) -> None:
         row = session.scalar(select(Study).where(Study.id == study_id))
         assert row is not None
         repository.mark_running(row, "local", "1:1")
-        repository.store_progress(row, "7", "parent", trials)
+        trial_store.store_progress(session, row, "7", "parent", trials)
         session.commit()
 
 
