@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from ray import tune
+from ray.tune.experiment import Trial
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, TrialScheduler
 from ray.tune.search import Searcher
 
@@ -51,16 +52,63 @@ def search_algorithm(spec: StudySpec) -> Searcher | None:
     )
 
 
+class _ScansFromFirstOpen:
+    """Tune's ``choose_trial_to_run`` without walking past every ended trial each time.
+
+    Tune's FIFO scheduler (ASHA's too) looks for a trial to start by walking the study's whole trial list from
+    its first trial, several times per trial started: at 1,000 trials of a short trial that walk was ~6 ms of
+    driver time per trial, and it grows with the trial count (the study's cost with its square). Trials at the
+    front that have ended for good (``TERMINATED``, ``ERROR``: a trial to be retried goes back to ``PENDING``
+    without passing through ``ERROR``) are skipped once and for all; the cursor is not kept across a pickle, so
+    a restored study, which may reopen errored trials, scans from the start again (nor in a scheduler's saved
+    state).
+    """
+
+    _cursor = 0
+
+    def choose_trial_to_run(self, tune_controller: Any) -> Trial | None:
+        trials = tune_controller.get_trials()
+        while self._cursor < len(trials) and trials[self._cursor].status in (Trial.TERMINATED, Trial.ERROR):
+            self._cursor += 1
+        for wanted in (Trial.PENDING, Trial.PAUSED):
+            for index in range(self._cursor, len(trials)):
+                if trials[index].status == wanted:
+                    return trials[index]
+        return None
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state.pop("_cursor", None)
+        return state
+
+    def save(self, checkpoint_path: str) -> None:
+        # ASHA saves its __dict__ itself (not through pickle's __getstate__): without the cursor, as above.
+        cursor = self.__dict__.pop("_cursor", None)
+        try:
+            super().save(checkpoint_path)  # type: ignore[misc]
+        finally:
+            if cursor is not None:
+                self._cursor = cursor
+
+
+class FifoScheduler(_ScansFromFirstOpen, FIFOScheduler):
+    """Tune's FIFO scheduler, choosing the next trial in time independent of the ended trials' count."""
+
+
+class AshaScheduler(_ScansFromFirstOpen, ASHAScheduler):
+    """Tune's ASHA scheduler, choosing the next trial in time independent of the ended trials' count."""
+
+
 def scheduler(spec: StudySpec) -> TrialScheduler:
     """FIFO (every trial runs all epochs) or ASHA over epochs."""
     if spec.scheduler.name == "asha":
-        return ASHAScheduler(
+        return AshaScheduler(
             time_attr="training_iteration",
             max_t=spec.training.epochs,
             grace_period=min(spec.scheduler.grace_period, spec.training.epochs),
             reduction_factor=spec.scheduler.reduction_factor,
         )
-    return FIFOScheduler()
+    return FifoScheduler()
 
 
 def num_samples(spec: StudySpec) -> int:
