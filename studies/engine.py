@@ -109,7 +109,9 @@ def _outcome(records: list[TrialRecord], interrupted: bool, total: int) -> Outco
 
 def _tuner(spec: StudySpec, study_id: str, path: str, resume: bool, settings: StudySettings) -> tune.Tuner:
     trainable = tune.with_resources(
-        tune.with_parameters(run_trial, spec_json=spec.model_dump_json()),
+        tune.with_parameters(
+            run_trial, spec_json=spec.model_dump_json(), checkpoint_interval_s=settings.checkpoint_interval_s
+        ),
         {"cpu": spec.resources.cpu, "gpu": spec.resources.gpu},
     )
     if resume and tune.Tuner.can_restore(path):

@@ -30,6 +30,14 @@ class StudySettings(BaseSettings):
         "on a checked schema (studies.direct_record); false: always through MLflow's client.",
     )
     max_trials: int = Field(1000, ge=1, description="Most trials one study may expand to.")
+    checkpoint_interval_s: float = Field(
+        10.0,
+        ge=0,
+        allow_inf_nan=False,
+        description="Least time between a trial's intermediate checkpoints (the last epoch is always saved). "
+        "A stopped study loses at most this much of each running trial; on many GPUs, checkpoints of large models "
+        "are the results storage's load (docs/SCALING.md: 64 GPUs of preact_resnet18 at 10 s write ~0.6 GB/s).",
+    )
     ray_num_cpus: int | None = Field(None, ge=1, description="CPUs of a local Ray; default: all.")
     ray_temp_dir: Path | None = Field(None, description="Temp dir of a local Ray (tests use their own).")
     node_wait_s: float = Field(

@@ -217,3 +217,16 @@ def test_a_trial_retried_after_its_worker_died_records_each_epoch_once(
         rows = db.execute(query, (progress.trials[0].run_id,)).fetchall()
     assert rows and {count for _, _, count in rows} == {1}, [r for r in rows if r[2] > 1]
     assert sorted(step for key, step, _ in rows if key == "test_error") == list(range(1, epochs + 1))
+
+
+@pytest.mark.parametrize(("interval_s", "last_checkpoint"), [(0.0, "checkpoint_000002"), (3600.0, "checkpoint_000000")])
+def test_the_checkpoint_interval_setting_reaches_the_trials(
+    local_ray: None, settings: StudySettings, interval_s: float, last_checkpoint: str
+) -> None:
+    """0: a checkpoint every epoch (the 3rd is Tune's index 2); an hour: only the last epoch's (index 0)."""
+    settings.checkpoint_interval_s = interval_s
+    spec = parse_spec(tiny_spec(search={"space": {"alpha": [0.0]}}, scheduler={"name": "fifo"}))
+    outcome = run_study(spec, settings=settings)
+    assert outcome.status == "succeeded"
+    saved = sorted(p.name for p in Path(outcome.experiment_path).glob("*/checkpoint_*"))
+    assert saved[-1] == last_checkpoint
