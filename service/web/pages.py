@@ -23,7 +23,7 @@ from service.auth import Caller, aware
 from service.errors import BadSpec
 from service.settings import ServiceSettings
 from service.web import sessions, views
-from service.web.plots import PlotCache, alpha_svg, compare_svg, curves_svg
+from service.web.plots import MAX_CURVES, PlotCache, alpha_svg, compare_svg, curves_svg, drawn_trials
 from service.web.render import VisitorDep, form_of, page
 from studies.records import TrialRecord
 from studies.report import StudyReport, build_report
@@ -97,7 +97,9 @@ def _results_context(request: Request, loaded: Loaded, settings: ServiceSettings
         "trials_total": len(loaded.records),
         "trials_page": TRIALS_PAGE,
         "alpha_svg": alpha_svg(cache, loaded.view, report),
-        "curves_svg": curves_svg(cache, settings, loaded.view, loaded.records),
+        "curves_svg": curves_svg(cache, settings, loaded.view, drawn_trials(loaded.records, report)),
+        "curves_drawn": min(len(loaded.records), MAX_CURVES),
+        "curves_total": len(loaded.records),
     }
 
 

@@ -8,6 +8,7 @@ stamps progress_at only when a trial changed, so an ended study is drawn once, a
 
 from __future__ import annotations
 
+import math
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Sequence
@@ -48,6 +49,21 @@ def snapshot(view: StudyView) -> Hashable:
 
 def alpha_svg(cache: PlotCache, view: StudyView, report: StudyReport) -> str | None:
     return cache.get(("alpha", snapshot(view)), lambda: alpha_curve_svg(report))
+
+
+#: Most learning curves the study page draws. Each is a read of the trial's history from MLflow and a line in
+#: the page: all 5,000 of a large study would make the page (rebuilt whenever progress is stored) cost what
+#: the study has, not what a reader can see.
+MAX_CURVES = 200
+
+
+def drawn_trials(trials: Sequence[TrialRecord], report: StudyReport) -> list[TrialRecord]:
+    """The trials whose curves are drawn: all of them, or the :data:`MAX_CURVES` best by the study's metric
+    (the report's ranking; trials without a value yet follow in start order)."""
+    if len(trials) <= MAX_CURVES:
+        return list(trials)
+    rank = {row.trial_id: row.rank for row in report.leaderboard}
+    return sorted(trials, key=lambda t: rank.get(t.trial_id, math.inf))[:MAX_CURVES]
 
 
 def curves_svg(
