@@ -10,8 +10,9 @@ mixup_core's ``synthetic`` dataset (64 training and 32 test samples of 8 feature
 width 0.25, one epoch (``device: auto``: the CPU where there is no GPU, whatever Ray assigned); a grid over
 α × ``search.seeds`` giving exactly N trials (seeds: the largest divisor of N up to 100), FIFO,
 ``resources: {cpu: 4, gpu: 1}`` and ``max_concurrent_trials: 16`` (16 trial actors, so at most 16 worker
-processes importing torch). ``--sizes`` (default 100,1000,5000) runs one study per size, each with a fresh
-service and home (the Ray cluster is shared); one JSON line per size, then a summary. The Ray nodes run 9
+processes importing torch; ``--concurrency C`` asks for fewer). ``--sizes`` (default 100,1000,5000) runs
+one study per size, each with a fresh service and home (the Ray cluster is shared); one JSON line per size,
+then a summary. The Ray nodes run 9
 steps nicer than the script (the drivers get serve's ``driver_nice``): on a cluster the trials run on other
 machines than the API and the dispatcher, whose latencies should not be the trials' run queue here.
 
@@ -50,7 +51,8 @@ figures over all 1000 trials (samplers cycle over the studies; wall = first subm
 every study's end. ``--nodes K``: K Ray nodes on loopback (head 16 CPUs/4 GPUs, K−1 more of 16/4; one study of
 the first size at 4K at once); each raylet's and the GCS's CPU share and RSS while idle (10 s before the study)
 and over the study, and the trial actors each raylet started (its ``ray::`` worker children): trials ran on
-every node when each has one. ``--quick``: one study of 20 trials, 4 at once (a smoke run, ≈ 2–4 min).
+every node when each has one. ``--quick``: one study of 20 trials, 4 at once (a smoke run, ≈ 2–6 min); with
+``--many-studies``, 4 studies × 10 trials from 2 users, 2 running, 2 trials at once each.
 
 Usage: ``python benchmarks/study_scale.py [--sizes 100,1000,5000] [--store sqlite|postgres] [--many-studies]
 [--nodes K] [--quick]``. Prints one JSON line per study size and a summary line (the last on stdout).
@@ -166,14 +168,15 @@ def run_single(args: argparse.Namespace, nodes: RayNodes, stores: Any, size: int
 
 
 def run_many(args: argparse.Namespace, nodes: RayNodes, stores: Any) -> dict[str, Any]:
-    studies, per_study, users = (4, 10, 2) if args.quick else (20, 50, 5)
-    with serving(nodes, stores("mlflow_many"), running=4) as service:
+    # (studies, trials each, users, running at once, trials at once per study); quick: 4 trial actors in all.
+    studies, per_study, users, running, each = (4, 10, 2, 2, 2) if args.quick else (20, 50, 5, 4, 4)
+    with serving(nodes, stores("mlflow_many"), running=running) as service:
         tokens = user_tokens(service, users)
         submissions = [
-            ({"Authorization": f"Bearer {tokens[i % users]}"}, study_spec(f"many-{i}", per_study, 4))
+            ({"Authorization": f"Bearer {tokens[i % users]}"}, study_spec(f"many-{i}", per_study, each))
             for i in range(studies)
         ]
-        return measure_studies(service, submissions, 16, idle_s=args.idle_s)
+        return measure_studies(service, submissions, running * each, idle_s=args.idle_s)
 
 
 def summary(lines: list[dict[str, Any]], args: argparse.Namespace) -> dict[str, Any]:
@@ -205,6 +208,7 @@ def main() -> None:
     parser.add_argument("--many-studies", action="store_true", help="20 studies × 50 trials from 5 users, 4 at once.")
     parser.add_argument("--nodes", type=int, default=1, help="Ray nodes on loopback (1: one 64-CPU/16-GPU head).")
     parser.add_argument("--idle-s", type=float, default=10.0, help="Idle measurement of the Ray nodes before a study.")
+    parser.add_argument("--concurrency", type=int, default=0, help="Fewer trials at once than the nodes hold.")
     parser.add_argument("--quick", action="store_true", help="One study of 20 trials (a smoke run).")
     args = parser.parse_args()
     sizes = [20] if args.quick else [int(s) for s in args.sizes.split(",")]
@@ -213,6 +217,8 @@ def main() -> None:
     shapes = [(64, 16)] if args.nodes <= 1 else [(16, 4)] * args.nodes
     # A trial asks for 4 CPUs: 16 at once on 64 of them. Quick: 4 at once (trial actors' start-up is most of it).
     concurrency = 4 if args.quick else sum(cpus // 4 for cpus, _ in shapes)
+    if args.concurrency:  # fewer trial actors (each a worker process importing torch) on a small machine
+        concurrency = min(concurrency, args.concurrency)
     nodes = start_ray_nodes(shapes)
     lines: list[dict[str, Any]] = []
     try:
