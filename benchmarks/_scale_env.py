@@ -64,7 +64,7 @@ class RayNodes:
             log.unlink(missing_ok=True)
 
 
-def start_ray_nodes(shapes: list[tuple[int, int]], timeout_s: float = 180.0) -> RayNodes:
+def start_ray_nodes(shapes: list[tuple[int, int]], timeout_s: float = 400.0) -> RayNodes:
     """Start one node per ``(cpus, gpus)`` (the first is the head); return once every raylet runs.
 
     The resources are logical: Ray schedules by them, the machine's two cores run whatever they admit. Idle
