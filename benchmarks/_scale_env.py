@@ -161,8 +161,9 @@ class StoreMeter:
             out = dict(
                 zip(("bytes", "xact_commit", "tup_inserted", "tup_updated", "tup_deleted"), map(int, row), strict=True)
             )
-            for table in MLFLOW_TABLES:
-                counted = db.execute(f"SELECT count(*) FROM {table}").fetchone()
+            for table in MLFLOW_TABLES:  # before the first driver, MLflow has not created its tables yet
+                exists = db.execute("SELECT to_regclass(%s) IS NOT NULL", (table,)).fetchone()
+                counted = db.execute(f"SELECT count(*) FROM {table}").fetchone() if exists and exists[0] else None
                 out[table] = int(counted[0]) if counted else 0
         return out
 
