@@ -232,6 +232,8 @@ def _report_build_s(service: Service, study_id: str, spec_data: dict[str, Any]) 
     progress = read_progress(service.tracking_uri, study_id, spec)
     assert progress is not None, study_id
     trials = settled(progress.trials)
+    # The first build in a process imports what the report's statistics need (~1 s): not the trials' cost.
+    build_report(progress.spec or spec, trials[:10], study_id, study_status=progress.status)
     began = time.perf_counter()
     build_report(progress.spec or spec, trials, study_id, study_status=progress.status)
     return round(time.perf_counter() - began, 3)
