@@ -41,8 +41,9 @@ Per study (from submit until the study's GET first says it ended):
 * ``study_get`` and ``trials_page``: latencies of ``GET /api/v1/studies/ID`` and ``/trials?limit=100``, 5 req/s
   each for the whole study, open loop (a latency counts from when its request was due).
 * ``report_get_s``: ``GET .../report`` (JSON) once the study ended; ``report_build_s``:
-  ``studies.report.build_report`` in this process on the study's N trials (read from MLflow first, untimed; after an untimed
-  build of 10 of them, which imports what the report's statistics need, ~1 s in a fresh process).
+  ``studies.report.build_report`` in this process on the study's N trials (read from MLflow first, untimed;
+  after an untimed build of 10 of them, which imports what the report's statistics need, ~1 s in a fresh
+  process).
 * ``accounted``: at the end ``/trials`` lists N trials (its ``total`` where it pages), every one final.
 
 Modes: ``--store postgres`` puts the MLflow store on a throwaway PostgreSQL (tests/support/postgres.py).
