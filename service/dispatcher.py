@@ -55,6 +55,7 @@ from service.launchers.base import (
 )
 from service.models import CANCELLED, FAILED, QUEUED, RUNNING, SUCCEEDED, Study
 from service.settings import ServiceSettings
+from service.spec_work import stored_spec
 from studies.records import TrialRecord
 from studies.store import store_ready
 
@@ -306,9 +307,7 @@ class Dispatcher:
 
     def _spec(self, study: Study) -> Any:
         if study.id not in self._specs:
-            from studies.spec import StudySpec
-
-            self._specs[study.id] = StudySpec.model_validate(study.spec, context={"max_trials": 10**9})
+            self._specs[study.id] = stored_spec(study.spec)
         return self._specs[study.id]
 
     def _forget(self, study_id: str) -> None:

@@ -117,3 +117,9 @@ def _end_with(api_pid: int, api_started: str | None, period_s: float = 1.0) -> N
 def warm() -> int:
     """Nothing but the worker's pid: the first call starts the worker (and tests ask where work runs)."""
     return os.getpid()
+
+
+def stored_spec(data: dict[str, Any]) -> StudySpec:
+    """A stored study's spec as a StudySpec. It was admitted at submit (the trial cap then in force included),
+    so no cap applies again: the default one (1,000 trials) failed every report of a larger admitted study."""
+    return StudySpec.model_validate(data, context={"max_trials": NO_TRIAL_CAP})

@@ -209,3 +209,22 @@ def test_the_study_page_shows_a_page_of_trials_with_links_to_the_others(api: Api
     assert fragment.count('<tr class="trial ') == 20
     assert "Table 5" in first and "Table 5" in last  # the report (from every trial) on each page
     assert bad.status_code == 422
+
+
+def test_a_study_larger_than_the_default_trial_cap_has_its_report_and_page(api: Api) -> None:
+    """Admitted with a cap raised above the schema's default 1,000 (or stored before the cap was lowered): its
+    report and page were a 500, the stored spec validated again against the default cap."""
+    from studies.specfile import parse_spec
+    from tests.service.test_web_pages import login
+
+    big = parse_spec({**TINY_SPEC, "search": {"space": {"alpha": [0.0, 1.0]}, "seeds": list(range(600))}}, 10**6)
+    with session_factory(api.engine)() as session:
+        owner = auth.ensure_user(session, "alice")
+        study_id = repository.submit(session, owner, big, max_queued=5).id
+        session.commit()
+    store(api, study_id, [trial(n) for n in range(3)])
+    report = get(api, f"{STUDIES}/{study_id}/report")
+    assert report["counts"]["finished"] == 3 and report["best"]["trial_id"] == "t02"
+    assert get(api, f"{STUDIES}/{study_id}")["trials_total"] == 1200
+    with login(api) as client:
+        assert client.get(f"/studies/{study_id}").status_code == 200
