@@ -167,7 +167,9 @@ class ProgressFollower:
 
     What the window cannot see — a record held back longer than ``lag_s`` (MLflow away for minutes), a run
     deleted (a resumed study prunes orphans) — a full read catches: every ``full_every_s``, and whenever the
-    caller asks (``full=True``: the dispatcher does when the driver ends). A full read costs what the study
+    caller asks (``full=True``: the dispatcher does when the driver ends). An incremental read's ``status``
+    (the driver's view of the study, on its parent run) is the last full read's: only the driver's end changes
+    it, and the dispatcher reads in full then. A full read costs what the study
     has, so they are spaced at least 50 times their own duration apart: at most 2 % of the reader's time.
     """
 
@@ -187,6 +189,7 @@ class ProgressFollower:
         self._study: tuple[str, str] | None = None  # (experiment id, parent run id) once found
         self._since_ms = 0  # wall-clock start of the previous read
         self._seen_ended: dict[str, int] = {}  # run id → end time, of ended runs read within the window
+        self._status = "running"  # the driver's view of the study (its parent run's tag), as of the last full read
         self._next_full = 0.0
 
     def read(self, full: bool = False) -> StudyProgress | None:
@@ -205,6 +208,7 @@ class ProgressFollower:
             return None
         self.spec = self.spec or progress.spec
         self._study = (progress.experiment_id, progress.parent_run_id)
+        self._status = progress.status
         took = time.monotonic() - began
         self._next_full = began + took + max(self.full_every_s, 50 * took)
         self._advance(started_ms, progress.trials)
@@ -222,12 +226,11 @@ class ProgressFollower:
         ended = client.search_runs([experiment_id], filter_string=window, max_results=50_000)
         runs = {run.info.run_id: run for run in [*ended, *open_runs]}  # a run that ended in between: its newest
         trials = sorted((trial_from_run(run) for run in runs.values()), key=lambda t: (t.started_ms or 0, t.trial_id))
-        parent = client.get_run(parent_run_id)
         self._advance(started_ms, trials)
         return StudyProgress(
             experiment_id=experiment_id,
             parent_run_id=parent_run_id,
-            status=parent.data.tags.get(STATUS_TAG, "running"),
+            status=self._status,  # as of the last full read: the driver's outcome is read in full when it ends
             trials=trials,
             spec=self.spec,
             complete=False,
