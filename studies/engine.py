@@ -175,6 +175,7 @@ def run_study(
     # Before anything is written: a trial no node can hold would wait forever, holding the service's slot.
     placement.require_node_for(spec.resources, settings.node_wait_s if joins_cluster(settings) else 0.0)
     warm_workers.use_warm_workers_for_trials()
+    warm_workers.keep_starting_trial_actors()
 
     use_wal(uri)
     client = MlflowClient(uri)

@@ -101,3 +101,44 @@ def test_a_trial_on_a_preloaded_worker_uses_only_its_own_cpus(engine_ray: StudyS
     # torch was imported before Ray told the worker its CPUs; the trial must still keep to 1 thread.
     probe = _Probe.remote()  # type: ignore[attr-defined]
     assert ray.get(probe.threads.remote(), timeout=240) == ("1", 1)
+
+
+@pytest.fixture
+def cold_ray(tmp_path: Path) -> Iterator[StudySettings]:
+    """A Ray whose workers import the trainable only when a trial actor starts (a cluster's, not the engine's)."""
+    assert not ray.is_initialized()
+    temp_dir = Path(tempfile.mkdtemp(prefix="msc", dir="/tmp"))
+    ray.init(num_cpus=4, include_dashboard=False, _temp_dir=str(temp_dir), logging_level="ERROR")
+    try:
+        yield StudySettings(home=tmp_path / "home")
+    finally:
+        ray.shutdown()
+        shutil.rmtree(temp_dir, ignore_errors=True)
+
+
+def test_trials_shorter_than_an_actors_start_still_run_on_as_many_actors_as_allowed(cold_ray: StudySettings) -> None:
+    # Each trial takes well under the seconds a cold worker needs to import torch. Tune used to hand the next
+    # trial the actor that had just finished one, killing that trial's actor as it came up, so the whole
+    # study ran on one actor, one trial at a time, while Ray started a worker per trial for nothing.
+    trials = 24
+    spec = parse_spec(
+        {
+            "name": "short-trials",
+            "dataset": {"name": "synthetic", "synthetic": {"num_train": 1024, "num_test": 64}},
+            "model": {"name": "mlp", "width": 0.25},
+            "training": {"epochs": 3, "batch_size": 32, "optimizer": "adam", "lr": 0.01, "device": "cpu"},
+            "search": {"space": {"alpha": [round(0.1 * i, 1) for i in range(trials // 2)]}, "seeds": [0, 1]},
+            "scheduler": {"name": "fifo"},
+            "resources": {"cpu": 1},
+            "max_concurrent_trials": 4,
+        }
+    )
+    outcome = run_study(spec, settings=cold_ray)
+
+    assert outcome.status == "succeeded"
+    assert len(outcome.trials) == trials and {t.status for t in outcome.trials} == {"finished"}
+    per_actor: dict[int, int] = {}
+    for trial in ExperimentAnalysis(outcome.experiment_path).trials:
+        per_actor[trial.last_result["pid"]] = per_actor.get(trial.last_result["pid"], 0) + 1
+    assert len(per_actor) >= 3, per_actor  # 4 allowed; one may come up only after the others ran every trial
+    assert max(per_actor.values()) < trials // 2, per_actor
