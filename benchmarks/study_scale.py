@@ -52,14 +52,18 @@ Modes: ``--store postgres`` puts the MLflow store on a throwaway PostgreSQL (tes
 ``--many-studies``: 20 studies × 50 trials from 5 users (4 each; tokens made as the tests make them),
 ``MIXUP_STUDIES_MAX_RUNNING_STUDIES=4``, each study ``max_concurrent_trials: 4`` (16 at once in all): the same
 figures over all 1000 trials (samplers cycle over the studies; wall = first submit → last study ended) and
-every study's end. ``--nodes K``: K Ray nodes on loopback (head 16 CPUs/4 GPUs, K−1 more of 16/4; one study of
-the first size at 4K at once); each raylet's and the GCS's CPU share and RSS while idle (10 s before the study)
+every study's end. ``--train-samples N`` (default 64) gives each trial N training samples: at 64 a trial
+computes for ~7 ms and its ~0.35 s are the engine's own per-trial costs, which is what the cost figures are
+about; at 8,192 (~0.36 CPU-s each) wall ÷ ideal says what the engine adds to trials of seconds.
+``--nodes K``: K Ray nodes on loopback (head 16 CPUs/4 GPUs, K−1 more of 16/4; one study of the first size at
+4K at once); each raylet's and the GCS's CPU share and RSS while idle (10 s before the study)
 and over the study, and the trial actors each raylet started (its ``ray::`` worker children): trials ran on
 every node when each has one. ``--quick``: one study of 20 trials, 4 at once (a smoke run, ≈ 2–6 min); with
 ``--many-studies``, 4 studies × 10 trials from 2 users, 2 running, 2 trials at once each.
 
 Usage: ``python benchmarks/study_scale.py [--sizes 100,1000,5000] [--store sqlite|postgres] [--many-studies]
-[--nodes K] [--quick]``. Prints one JSON line per study size and a summary line (the last on stdout).
+[--nodes K] [--train-samples N] [--quick]``. Prints one JSON line per study size and a summary line (the last
+on stdout).
 Goals (issue 15): driver CPU per trial at 1,000 ≤ 1.2 × at 100, at 5,000 ≤ 1.5 ×; /trials p99 at 1,000 ≤ 100 ms
 with a page of 100; study GET p99 ≤ 50 ms; report build at 5,000 ≤ 5 s; visible within 10 s; wall ÷ ideal at
 1,000 ≤ 1.3.
@@ -89,13 +93,13 @@ TOKEN = "mxs_study-scale-benchmark"
 SYNTHETIC = {"num_train": 64, "num_test": 32, "num_classes": 2, "shape": [8]}
 
 
-def study_spec(name: str, trials: int, concurrency: int) -> dict[str, Any]:
+def study_spec(name: str, trials: int, concurrency: int, train_samples: int = 64) -> dict[str, Any]:
     """A grid of exactly ``trials`` minimal trials: α × seeds (the largest divisor of ``trials`` up to 100)."""
     seeds = max(d for d in range(1, min(100, trials) + 1) if trials % d == 0)
     alphas = [round(0.05 * i, 2) for i in range(trials // seeds)]
     return {
         "name": name,
-        "dataset": {"name": "synthetic", "synthetic": SYNTHETIC},
+        "dataset": {"name": "synthetic", "synthetic": {**SYNTHETIC, "num_train": train_samples}},
         "model": {"name": "mlp", "width": 0.25},
         "training": {"epochs": 1, "batch_size": 32, "optimizer": "adam", "lr": 0.01},
         "search": {"algorithm": "grid", "space": {"alpha": alphas}, "seeds": list(range(seeds))},
@@ -170,7 +174,7 @@ def user_tokens(service: Service, users: int) -> list[str]:
 
 def run_single(args: argparse.Namespace, nodes: RayNodes, stores: Any, size: int, concurrency: int) -> dict[str, Any]:
     with serving(nodes, stores(f"mlflow_{size}"), running=1) as service:
-        spec = study_spec(f"scale-{size}", size, concurrency)
+        spec = study_spec(f"scale-{size}", size, concurrency, args.train_samples)
         return measure_studies(service, [(service.headers, spec)], concurrency, idle_s=args.idle_s)
 
 
@@ -180,7 +184,10 @@ def run_many(args: argparse.Namespace, nodes: RayNodes, stores: Any) -> dict[str
     with serving(nodes, stores("mlflow_many"), running=running) as service:
         tokens = user_tokens(service, users)
         submissions = [
-            ({"Authorization": f"Bearer {tokens[i % users]}"}, study_spec(f"many-{i}", per_study, each))
+            (
+                {"Authorization": f"Bearer {tokens[i % users]}"},
+                study_spec(f"many-{i}", per_study, each, args.train_samples),
+            )
             for i in range(studies)
         ]
         return measure_studies(service, submissions, running * each, idle_s=args.idle_s)
@@ -216,6 +223,7 @@ def main() -> None:
     parser.add_argument("--nodes", type=int, default=1, help="Ray nodes on loopback (1: one 64-CPU/16-GPU head).")
     parser.add_argument("--idle-s", type=float, default=10.0, help="Idle measurement of the Ray nodes before a study.")
     parser.add_argument("--concurrency", type=int, default=0, help="Fewer trials at once than the nodes hold.")
+    parser.add_argument("--train-samples", type=int, default=64, help="Training samples per trial (longer trials).")
     parser.add_argument("--quick", action="store_true", help="One study of 20 trials (a smoke run).")
     args = parser.parse_args()
     # A kill (timeout, Ctrl-C from another shell) must still stop the service and the Ray nodes: the finally below.
@@ -240,6 +248,7 @@ def main() -> None:
             for one in runs:
                 lines.append(one())
                 lines[-1].update({"store": args.store, "nodes": len(shapes), "quick": args.quick})
+                lines[-1]["train_samples"] = args.train_samples
                 lines[-1]["machine"] = machine_line()
                 print(json.dumps(lines[-1]), flush=True)
     finally:

@@ -35,11 +35,16 @@ def _stat(pid: int) -> list[str] | None:
     return stat.rsplit(")", 1)[1].split()
 
 
-def group_members(pgid: int, marker: str | None = None) -> list[int]:
-    """Live processes of process group ``pgid``; with ``marker``, only those with ``MARKER_ENV=marker``.
+def group_members(pgid: int, marker: str | None = None, session: int | None = None) -> list[int]:
+    """Live processes of process group ``pgid``; with ``marker``, only those with ``MARKER_ENV=marker``
+    (and, with ``session`` too, also those of that session).
 
     The marker (set when the group's leader was started, and inherited by everything it starts) tells this
-    group from a later one that happens to get the same id once the first is gone.
+    group from a later one that happens to get the same id once the first is gone. It cannot always be read:
+    a process that retitles itself (Ray's Python processes, with setproctitle) overwrites the start of its
+    environment block with the title, and whether the marker was there depends on the variables' order.
+    ``session`` (the caller's own) covers those: a group lives in one session, the id is not handed out
+    again while the group has a member, and in the caller's session new groups are the caller's own.
     """
     entry_bytes = f"{MARKER_ENV}={marker}".encode() if marker is not None else None
     members = []
@@ -49,7 +54,8 @@ def group_members(pgid: int, marker: str | None = None) -> list[int]:
         fields = _stat(int(entry.name))
         if fields is None or fields[0] in ("Z", "X") or int(fields[2]) != pgid:  # fields[2]: the group
             continue
-        if entry_bytes is not None and not _has_env(int(entry.name), entry_bytes):
+        in_session = session is not None and int(fields[3]) == session  # fields[3]: the session
+        if entry_bytes is not None and not in_session and not _has_env(int(entry.name), entry_bytes):
             continue
         members.append(int(entry.name))
     return members

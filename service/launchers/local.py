@@ -127,7 +127,8 @@ class LocalLauncher(Launcher):
         ended: list[int] = []
         # Again until none is left: a dying raylet may still start a process after the first sweep.
         deadline = time.monotonic() + LEFTOVER_SWEEP_S
-        while left := group_members(pid, marker):
+        # Our session as well as the marker: Ray's retitled agents may no longer show the marker (group_members).
+        while left := group_members(pid, marker, session=os.getsid(0)):
             end_members(left, grace_s=0)  # the driver is gone: nothing left of its session has work to save
             ended += left
             if time.monotonic() > deadline:
