@@ -165,6 +165,7 @@ class PacedSampler(threading.Thread):
         super().__init__(daemon=True)
         self.url, self.headers, self.paths, self.period = url, headers, paths, 1.0 / rate
         self.latencies: list[float] = []
+        self.sent_at: list[float] = []  # when each latency's request was due, from the sampler's start
         self.statuses: dict[int, int] = {}
         self.items_seen: list[int] = []
         self._stop_event = threading.Event()
@@ -172,6 +173,7 @@ class PacedSampler(threading.Thread):
     def run(self) -> None:
         with httpx.Client(base_url=self.url, headers=self.headers, timeout=60) as client:
             due, turn = time.perf_counter(), 0
+            first = due
             while not self._stop_event.is_set():
                 paths = self.paths()
                 path = paths[turn % len(paths)] if paths else None
@@ -180,6 +182,7 @@ class PacedSampler(threading.Thread):
                     try:
                         response = client.get(path)
                         self.latencies.append(time.perf_counter() - due)
+                        self.sent_at.append(due - first)
                         self.statuses[response.status_code] = self.statuses.get(response.status_code, 0) + 1
                         if "trials" in path and response.status_code == 200:
                             # Counted, not parsed: decoding 5,000 trials 5 times a second would take this
@@ -197,6 +200,11 @@ class PacedSampler(threading.Thread):
     def figures(self) -> dict[str, Any]:
         out = percentiles(self.latencies)
         out["statuses"] = {str(k): v for k, v in sorted(self.statuses.items())}
+        # When the slowest 1 % were sent (s from the study's submit): a tail bunched in time is one event.
+        slowest = sorted(range(len(self.latencies)), key=self.latencies.__getitem__)[
+            -max(1, len(self.latencies) // 100) :
+        ]
+        out["slowest_sent_at_s"] = sorted(round(self.sent_at[i], 1) for i in slowest)
         if self.items_seen:
             out["trials_per_answer_max"] = max(self.items_seen)
         return out

@@ -327,6 +327,10 @@ def _failure(code: int | None, tail: str) -> str:
 PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
 
 
+#: How much nicer than serve its dispatcher process runs.
+DISPATCHER_NICE = 5
+
+
 def start_process(settings: ServiceSettings) -> subprocess.Popen[bytes]:
     """Start ``python -m service.dispatcher`` with ``settings`` (pickled on its stdin); see :func:`stop_process`."""
     proc = subprocess.Popen([sys.executable, "-m", "service.dispatcher", str(os.getpid())], stdin=subprocess.PIPE)
@@ -359,6 +363,10 @@ def _die_with(parent_pid: int) -> None:
 def main() -> None:
     """``python -m service.dispatcher PARENT_PID``, pickled settings on stdin: run until SIGTERM/SIGINT."""
     _die_with(int(sys.argv[1]))
+    # Below the API it works for: a full progress read of a study of thousands of trials is seconds of CPU,
+    # and on a busy machine the API's requests waited behind it (drivers are nicer still, driver_nice).
+    with suppress(OSError):
+        os.nice(DISPATCHER_NICE)
     settings: ServiceSettings = pickle.loads(sys.stdin.buffer.read())
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     # MLflow's import takes seconds: before the first pass, not while a study waits for its first refresh.

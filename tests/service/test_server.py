@@ -18,6 +18,7 @@ from typing import Any
 import httpx
 import pytest
 
+from service.dispatcher import DISPATCHER_NICE
 from tests.service.conftest import TINY_SPEC
 from tests.support.processes import (
     Proc,
@@ -98,6 +99,8 @@ def test_the_dispatcher_runs_studies_from_its_own_process(served: Served) -> Non
     assert status_of(client, study_id)["attempts"] == 1
     assert dispatcher_of(serve) == dispatcher  # the same process did it all
     assert f"dispatcher process {dispatcher} started" in serve.log_text()
+    # Below the API: its full progress reads are seconds of CPU, which requests waited behind.
+    assert os.getpriority(os.PRIO_PROCESS, dispatcher) == os.getpriority(os.PRIO_PROCESS, serve.pid) + DISPATCHER_NICE
 
 
 def test_a_graceful_stop_ends_the_dispatcher_and_leaves_the_driver(served: Served) -> None:
