@@ -121,8 +121,13 @@ def _lower_sessions(nodes: RayNodes) -> None:
     2-core machine's run queue. On a cluster the trials run on other machines than the API and the dispatcher.
     """
     for pid in [nodes.gcs_pid(), *nodes.raylet_pids().values()]:
-        with contextlib.suppress(OSError, TypeError):
-            Path(f"/proc/{pid}/autogroup").write_text("19")
+        lower_session(pid)
+
+
+def lower_session(pid: int | None) -> None:
+    """Give the session of ``pid`` the lowest CPU weight (where Linux has autogroups; else nothing changes)."""
+    with contextlib.suppress(OSError, TypeError):
+        Path(f"/proc/{pid}/autogroup").write_text("19")
 
 
 def _registered(nodes: RayNodes, count: int) -> bool:

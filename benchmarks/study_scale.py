@@ -48,7 +48,8 @@ Per study (from submit until the study's GET first says it ended):
   process).
 * ``accounted``: at the end ``/trials`` lists N trials (its ``total`` where it pages), every one final.
 
-Modes: ``--store postgres`` puts the MLflow store on a throwaway PostgreSQL (tests/support/postgres.py).
+Modes: ``--store postgres`` puts the MLflow store on a throwaway PostgreSQL (tests/support/postgres.py), its
+session at the lowest CPU weight as the Ray nodes' (a cluster's tracking database is another machine).
 ``--many-studies``: 20 studies × 50 trials from 5 users (4 each; tokens made as the tests make them),
 ``MIXUP_STUDIES_MAX_RUNNING_STUDIES=4``, each study ``max_concurrent_trials: 4`` (16 at once in all): the same
 figures over all 1000 trials (samplers cycle over the studies; wall = first submit → last study ended) and
@@ -84,7 +85,7 @@ from pathlib import Path
 from typing import Any
 
 from _common import machine_line
-from _scale_env import REPO, RayNodes, start_ray_nodes  # (puts the repository on sys.path)
+from _scale_env import REPO, RayNodes, lower_session, start_ray_nodes  # (puts the repository on sys.path)
 from _scale_run import Service, measure_studies
 
 from tests.support.processes import free_port, start_process, stop_process, wait_for_http
@@ -154,6 +155,8 @@ def mlflow_stores(kind: str) -> Iterator[Any]:
     from tests.support.postgres import postgres_server
 
     with postgres_server() as pg:
+        # The tracking database, like the trials, is another machine's work on a cluster (see the Ray nodes).
+        lower_session(pg.proc.pid)
         yield lambda name: pg.create_database(name)
 
 
