@@ -99,9 +99,11 @@ def start_ray_nodes(shapes: list[tuple[int, int]], timeout_s: float = 400.0) -> 
             # dispatcher; here they share the cores, and the API's latencies should not be the trials' queue.
             args = ["nice", "-n", str(RAY_NICE), ray, "start", *role, *size, *common, *_node_ports()]
             log = temp_dir.with_suffix(f".node{index}.log")
-            nodes.procs.append(start_process(args, log, env=env, cwd=REPO, name=f"ray-node{index}"))
             if index == 0:
+                nodes.procs.append(start_process(args, log, env=env, cwd=REPO, name="ray-node0"))
                 wait_until(lambda: nodes.gcs_pid() and nodes.raylet_pids(), timeout_s, 0.5, "the Ray head")
+            else:
+                nodes.procs.append(_join_node(args, log, env, f"ray-node{index}", timeout_s))
         wait_until(lambda: len(nodes.raylet_pids()) == len(shapes), timeout_s, 0.5, "every raylet")
         wait_until(lambda: _registered(nodes, len(shapes)), timeout_s, 1.0, "every node to join the cluster")
         _lower_sessions(nodes)
@@ -109,6 +111,23 @@ def start_ray_nodes(shapes: list[tuple[int, int]], timeout_s: float = 400.0) -> 
         nodes.stop()
         raise
     return nodes
+
+
+def _join_node(args: list[str], log: Path, env: dict[str, str], name: str, timeout_s: float) -> Proc:
+    """Start one more node and wait until ``ray start`` says it runs, one node at a time.
+
+    ``ray start`` gives its raylet 30 s to register with the GCS (not configurable); two nodes joining a head
+    on these 2 busy cores at once both missed it. A node that misses it is started once more.
+    """
+    for attempt in (1, 2):
+        proc = start_process(args, log, env=env, cwd=REPO, name=name)
+        up = lambda p=proc: not p.alive() or "Ray runtime started." in p.log_text()  # noqa: E731
+        wait_until(up, timeout_s, 0.5, name)
+        if proc.alive():
+            return proc
+        if attempt == 2:
+            raise RuntimeError(f"{name} did not join the cluster:\n{proc.log_text(2000)}")
+    raise AssertionError("unreachable")
 
 
 def _lower_sessions(nodes: RayNodes) -> None:
