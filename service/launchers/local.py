@@ -80,9 +80,10 @@ class LocalLauncher(Launcher):
         # within one scheduler autogroup (one per session where autogroup scheduling is on), which is
         # why the driver gets its own process group (signals from the terminal and stop-by-group miss
         # it, so it outlives the service) but stays in the service's session.
-        if self.settings.driver_nice > 0:
-            with suppress(OSError):
-                os.setpriority(os.PRIO_PROCESS, pid, self.settings.driver_nice)
+        # Set even at 0: the dispatcher that starts it runs nicer than serve (service.dispatcher.DISPATCHER_NICE),
+        # and a driver would inherit that; going below it takes privileges, without them it stays there.
+        with suppress(OSError):
+            os.setpriority(os.PRIO_PROCESS, pid, self.settings.driver_nice)
 
     def find(self, launch: Launch) -> str | None:
         pid_path = self._paths(launch)[2]
