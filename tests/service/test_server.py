@@ -100,7 +100,8 @@ def test_the_dispatcher_runs_studies_from_its_own_process(served: Served) -> Non
     assert dispatcher_of(serve) == dispatcher  # the same process did it all
     assert f"dispatcher process {dispatcher} started" in serve.log_text()
     # Below the API: its full progress reads are seconds of CPU, which requests waited behind.
-    assert os.getpriority(os.PRIO_PROCESS, dispatcher) == os.getpriority(os.PRIO_PROCESS, serve.pid) + DISPATCHER_NICE
+    expected = min(19, os.getpriority(os.PRIO_PROCESS, serve.pid) + DISPATCHER_NICE)  # 19: the niceness ceiling
+    assert os.getpriority(os.PRIO_PROCESS, dispatcher) == expected
 
 
 def test_a_graceful_stop_ends_the_dispatcher_and_leaves_the_driver(served: Served) -> None:
