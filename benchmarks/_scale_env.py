@@ -119,15 +119,13 @@ def _join_node(args: list[str], log: Path, env: dict[str, str], name: str, timeo
     ``ray start`` gives its raylet 30 s to register with the GCS (not configurable); two nodes joining a head
     on these 2 busy cores at once both missed it. A node that misses it is started once more.
     """
-    for attempt in (1, 2):
+    for _ in range(2):
         proc = start_process(args, log, env=env, cwd=REPO, name=name)
         up = lambda p=proc: not p.alive() or "Ray runtime started." in p.log_text()  # noqa: E731
         wait_until(up, timeout_s, 0.5, name)
         if proc.alive():
             return proc
-        if attempt == 2:
-            raise RuntimeError(f"{name} did not join the cluster:\n{proc.log_text(2000)}")
-    raise AssertionError("unreachable")
+    raise RuntimeError(f"{name} did not join the cluster:\n{proc.log_text(2000)}")
 
 
 def _lower_sessions(nodes: RayNodes) -> None:

@@ -55,8 +55,8 @@ from service.launchers.base import (
 )
 from service.models import CANCELLED, FAILED, QUEUED, RUNNING, SUCCEEDED, Study
 from service.settings import ServiceSettings
-from service.spec_work import stored_spec
 from studies.records import TrialRecord
+from studies.spec import admitted_spec
 from studies.store import store_ready
 
 log = logging.getLogger("service.dispatcher")  # also when run as __main__
@@ -307,7 +307,7 @@ class Dispatcher:
 
     def _spec(self, study: Study) -> Any:
         if study.id not in self._specs:
-            self._specs[study.id] = stored_spec(study.spec)
+            self._specs[study.id] = admitted_spec(study.spec)
         return self._specs[study.id]
 
     def _forget(self, study_id: str) -> None:

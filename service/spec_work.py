@@ -25,10 +25,8 @@ from service.errors import BadSpec
 from service.processes import process_start_time
 from service.settings import ServiceSettings
 from studies.space import trial_count
-from studies.spec import StudySpec
+from studies.spec import NO_TRIAL_CAP, StudySpec
 
-#: The schema's own trial cap, off at parsing (counting is arithmetic, validation probes a few trials).
-NO_TRIAL_CAP = 2**62
 #: Field errors reported of one body (each names its field; the count is bounded by the schema anyway).
 MAX_ERRORS = 50
 
@@ -67,6 +65,7 @@ def prepare(body: bytes, content_type: str | None, settings: ServiceSettings) ->
         if _is_json(content_type):
             # pydantic's own JSON parser: no Python objects for what is refused, and a depth limit where
             # json.loads raised RecursionError (a 500) on a body of 100,000 nested brackets
+            # The schema's own cap is off here: admission checks the configured one (counting is arithmetic).
             spec = StudySpec.model_validate_json(body, context={"max_trials": NO_TRIAL_CAP})
         else:  # another type: refused as FastAPI did
             spec = StudySpec.model_validate(body, context={"max_trials": NO_TRIAL_CAP})
@@ -117,9 +116,3 @@ def _end_with(api_pid: int, api_started: str | None, period_s: float = 1.0) -> N
 def warm() -> int:
     """Nothing but the worker's pid: the first call starts the worker (and tests ask where work runs)."""
     return os.getpid()
-
-
-def stored_spec(data: dict[str, Any]) -> StudySpec:
-    """A stored study's spec as a StudySpec. It was admitted at submit (the trial cap then in force included),
-    so no cap applies again: the default one (1,000 trials) failed every report of a larger admitted study."""
-    return StudySpec.model_validate(data, context={"max_trials": NO_TRIAL_CAP})

@@ -21,7 +21,7 @@ from mlflow.tracking import MlflowClient
 from mixup_core import metrics as M
 from studies.errors import StudyNotFound
 from studies.records import OPEN_TRIAL_STATUSES, TRIAL_STATUSES, TrialRecord
-from studies.spec import SEED, StudySpec
+from studies.spec import SEED, StudySpec, admitted_spec
 from studies.store import store_ready
 from studies.tracking import ERROR_TAG, PARENT_TAG, STATUS_TAG, STUDY_ID_TAG, TRIAL_ID_TAG, default_experiment_name
 
@@ -93,7 +93,7 @@ def _load_spec(client: MlflowClient, run_id: str) -> StudySpec | None:
         with tempfile.TemporaryDirectory() as folder:
             path = client.download_artifacts(run_id, "spec.yaml", folder)
             data = yaml.safe_load(Path(path).read_text())
-        return StudySpec.model_validate(data, context={"max_trials": 10**9})
+        return admitted_spec(data)
     except Exception:  # an unreadable artifact store must not hide the study's progress
         return None
 

@@ -22,6 +22,8 @@ from mixup_core.config import LAYER_PATTERN, MAX_SEED, Pairing, Scope, TargetMod
 
 #: Default cap on the trials one study may expand to (override through validation context "max_trials").
 DEFAULT_MAX_TRIALS = 1000
+#: "max_trials" that caps nothing: for specs admitted already, and for parses whose caller checks its own cap.
+NO_TRIAL_CAP = 2**62
 
 #: Search axis → the ExperimentConfig setting it varies.
 AXIS_PATHS: dict[str, str] = {
@@ -254,3 +256,13 @@ class StudySpec(_Spec):
         if errors:
             raise ValueError("; ".join(errors))
         return self
+
+
+def admitted_spec(data: str | bytes | dict[str, Any]) -> StudySpec:
+    """A spec admitted already (stored by the service, handed to a driver or a trial), read back as JSON text
+    or data without the trial cap: the cap in force at submit applied then, and the schema's default one
+    (1,000 trials) refused every later read of a larger study it had let in."""
+    context = {"max_trials": NO_TRIAL_CAP}
+    if isinstance(data, str | bytes):
+        return StudySpec.model_validate_json(data, context=context)
+    return StudySpec.model_validate(data, context=context)

@@ -20,7 +20,7 @@ from ray import tune
 
 from mixup_core import Trainer
 from studies.space import trial_config, trial_params
-from studies.spec import StudySpec
+from studies.spec import StudySpec, admitted_spec
 
 # torch._dynamo above: the first torch.optim optimizer a process builds imports it (its constructor is wrapped
 # to keep dynamo out), 2-4 s of CPU on a 2-core box. Imported with this module, that happens while a warm Ray
@@ -35,8 +35,7 @@ CHECKPOINT_INTERVAL_S = 10.0
 
 @functools.lru_cache(maxsize=4)
 def _parse_spec(spec_json: str) -> StudySpec:
-    # Validated when the study was submitted; the cap is not re-applied in workers.
-    return StudySpec.model_validate_json(spec_json, context={"max_trials": 10**9})
+    return admitted_spec(spec_json)  # validated when the study was submitted
 
 
 def _use_assigned_threads() -> None:

@@ -4,7 +4,7 @@ A trial actor's first cost is its worker process: start Python, import Ray, then
 torch, Ray Tune and mixup_core (≈ 4–8 s of a study on 2 busy cores, before any
 training). Ray keeps idle workers ready (``num_prestart_python_workers`` = the
 node's CPUs) and gives an actor one of them — but only when the actor's runtime
-env equals theirs, which is the empty one. Two things make that work:
+env equals theirs, which is the empty one. Three things make that work:
 
 * the local Ray is started with the trainable's modules preloaded in every
   worker it starts (``preload_python_modules``: imported before the worker
@@ -23,8 +23,8 @@ env equals theirs, which is the empty one. Two things make that work:
   Lightning; the variable is dropped from that default and, for a local Ray,
   set in the environment its workers inherit instead.
 
-A third thing is Tune's own: when a trial ends, its actor is cached, and the next time Tune picks a
-trial to run that has an actor coming up, it hands the trial the cached actor and kills the one coming up
+Once actors run, Tune itself wasted them: when a trial ends, its actor is cached, and the next time Tune picks
+a trial that has an actor coming up, it hands the trial the cached actor and kills the one coming up
 (``TuneController._maybe_reuse_cached_actor``). Where trials are shorter than an actor's start (a cold
 worker importing torch: seconds, tens of seconds on a loaded node), no second actor ever gets ready: the
 whole study ran on one actor while the raylet started a worker per trial for actors killed before they
@@ -33,9 +33,10 @@ one trial running at a time). :func:`keep_starting_trial_actors` leaves an actor
 resources to come up; the cached one goes to a trial without an actor.
 
 An actor that gets a worker mid-preload just waits for the import it would have
-done anyway, so neither step can make a study slower. On an existing cluster
-only the second applies (its workers preload what ``ray start`` was given, e.g.
-``RAY_preload_python_modules=studies.trainable``).
+done anyway, so none of this can make a study slower. On an existing cluster the
+first two are the cluster's own settings (its workers preload what ``ray start`` was
+given, e.g. ``RAY_preload_python_modules=studies.trainable``); dropping the env var
+and keeping the actors that come up apply to every study.
 """
 
 from __future__ import annotations

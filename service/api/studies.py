@@ -18,9 +18,9 @@ from service import repository, schemas, trial_store
 from service.api.deps import SessionDep, SettingsDep, UserDep, read
 from service.api.spec_body import SPEC_REQUEST_BODY, SpecBody
 from service.errors import NotFound
-from service.spec_work import stored_spec
 from studies.records import OPEN_TRIAL_STATUSES, TrialStatus
 from studies.report import StudyReport, build_report, render_markdown, render_plot_png
+from studies.spec import admitted_spec
 
 T = TypeVar("T")
 MAX_TRIALS_PAGE = 1000  # trials in one /trials answer
@@ -214,7 +214,7 @@ def get_report(
     trials = trial_store.records(session, study.seq)
     session.commit()  # end the read transaction: building and rendering the report takes a while
     trials = schemas.study_trials(study.status, trials)
-    report = build_report(stored_spec(study.spec), trials, study.id, study_status=study.status)
+    report = build_report(admitted_spec(study.spec), trials, study.id, study_status=study.status)
     if format == "png":
         png = render_plot_png(report)
         if png is None:

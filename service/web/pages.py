@@ -22,12 +22,12 @@ from service.api.deps import SessionDep, SettingsDep, read
 from service.auth import Caller, aware
 from service.errors import BadSpec
 from service.settings import ServiceSettings
-from service.spec_work import stored_spec
 from service.web import sessions, views
 from service.web.plots import MAX_CURVES, PlotCache, alpha_svg, compare_svg, curves_svg, drawn_trials
 from service.web.render import VisitorDep, form_of, page
 from studies.records import TrialRecord
 from studies.report import StudyReport, build_report
+from studies.spec import admitted_spec
 
 router = APIRouter(include_in_schema=False)
 PAGE_SIZE = 50
@@ -78,7 +78,7 @@ def load(session: Session, caller: Caller, study_id: str, settings: ServiceSetti
     detail = schemas.detail(view, schemas.stats(view), settings.mlflow_ui_url)
     settled = schemas.study_trials(view.status, records)
     trials = [schemas.trial(r) for r in settled[trials_offset : trials_offset + TRIALS_PAGE]]
-    report = build_report(stored_spec(view.spec), settled, view.id, study_status=view.status)
+    report = build_report(admitted_spec(view.spec), settled, view.id, study_status=view.status)
     return Loaded(detail, view, trials, trials_offset, settled, report)
 
 
